@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make train` and `make test`. Each creates .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Loopback everywhere on one machine: Spark's own sockets and the TFoS/TF ones (see README, Security).
+export SPARK_LOCAL_IP ?= 127.0.0.1
+export PYSPARK_PYTHON := $(abspath $(BIN)/python)
+export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
+export TF_USE_LEGACY_KERAS := 1
+MASTER ?= local[*]
+ARGS ?=
+
+.PHONY: venv train test test-unit lint clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip "setuptools<82" wheel
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+train: $(STAMP)
+	$(BIN)/spark-submit --master '$(MASTER)' --properties-file conf/spark-defaults.conf jobs/train.py --input-mode spark $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check tfos_facecnn jobs tests
+
+clean:
+	rm -rf output .pytest_cache

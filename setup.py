@@ -1,0 +1,26 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="tfos-facecnn",
+    version="0.1.0",
+    description="Train a face-vs-comic CNN on Apache Spark with TensorFlowOnSpark",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["tfos_facecnn", "tfos_facecnn.*"]),
+    include_package_data=True,
+    package_data={"tfos_facecnn": ["sample_data/face2comics-sample/*.md", "sample_data/face2comics-sample/*/*.jpg"]},
+    install_requires=[
+        "tensorflowonspark==2.2.5",  # the last release; imports pkg_resources
+        "setuptools>=65,<82",  # setuptools 82 dropped pkg_resources, which tensorflowonspark needs
+        "tensorflow>=2.21,<2.22",
+        "tf-keras>=2.21,<2.22",  # Keras 3's fit fails under MultiWorkerMirroredStrategy (keras#20585)
+        "pyspark>=4.0,<4.4",
+        "pillow>=10.0,<14",
+        "numpy>=1.26,<3",
+        "pyyaml>=6.0,<7",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "ruff>=0.6"],
+    },
+)

@@ -1,0 +1,10 @@
+"""tfos-facecnn: train a face-vs-comic CNN on Spark with TensorFlowOnSpark."""
+
+from importlib import resources as _resources
+
+__version__ = "0.1.0"
+
+
+def sample_data_dir() -> str:
+    """The embedded face2comics sample (35 real pairs, MIT): the default data set."""
+    return str(_resources.files(__name__) / "sample_data" / "face2comics-sample")

@@ -1,0 +1,53 @@
+"""Command-line options of jobs/train.py, mapped onto TrainConfig keys."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any, Sequence
+
+from .config import INPUT_MODES, VARIANTS, TrainConfig, load_yaml, resolve_config
+
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf", "train.yaml")
+
+
+def train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="spark-submit jobs/train.py",
+        description="Train the face-vs-comic CNN on Spark with TensorFlowOnSpark (one TF node per executor). "
+        "Settings: built-in defaults < --config YAML < these options.",
+        epilog="Masters: --master local[*] runs one TF node with all cores (TFoS cannot put two nodes in one "
+        "local executor, so --cluster-size > 1 is refused there); --master 'local-cluster[2,1,1024]' runs two "
+        "nodes in two executors; spark://, yarn and k8s:// run one node per executor.",
+    )
+    p.add_argument("--config", default=None, help=f"YAML file of settings (default: {DEFAULT_CONFIG} if present)")
+    p.add_argument("--master", default=None, help="Spark master URL, when not given to spark-submit (default local[*])")
+    p.add_argument("--input-mode", choices=INPUT_MODES, dest="input_mode",
+                   help="spark: executors decode images and feed TF through TFoS queues; "
+                   "tensorflow: TF nodes read prepared TFRecord shards from storage")
+    p.add_argument("--data-dir", dest="data_dir", help="face2comics folder (faces/ and comics/, may be nested up to "
+                   "2 levels), a local path or a URI; default: the embedded 35-pair sample")
+    p.add_argument("--model-dir", dest="model_dir", help="checkpoints and logs (default output/model)")
+    p.add_argument("--export-dir", dest="export_dir", help="exported model.keras + JSON reports (default output/export)")
+    p.add_argument("--variant", choices=VARIANTS, help="base, l1 / l2 (regularised kernels) or dropout")
+    p.add_argument("--epochs", type=int, help="training epochs (default 50)")
+    p.add_argument("--batch-size", type=int, dest="batch_size", help="global batch over all TF nodes (default 32)")
+    p.add_argument("--image-size", type=int, dest="image_size", help="square input size in pixels (default 350)")
+    p.add_argument("--learning-rate", type=float, dest="learning_rate", help="Adam learning rate (default 1e-3)")
+    p.add_argument("--cluster-size", type=int, dest="cluster_size",
+                   help="TF nodes, one per executor (default: the executors Spark will give)")
+    p.add_argument("--bind-address", dest="bind_address",
+                   help="address of every TFoS/TF socket: 'auto' = 127.0.0.1 on local masters, else TFoS's choice")
+    p.add_argument("--seed", type=int, help="seed of weights, shuffling and augmentation")
+    return p
+
+
+def parse_train_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, str | None]:
+    """argv -> (resolved config, master URL or None). Raises ConfigError for bad values."""
+    args = train_parser().parse_args(argv)
+    config_path = args.config or (DEFAULT_CONFIG if os.path.isfile(DEFAULT_CONFIG) else None)
+    yaml_values = load_yaml(config_path) if config_path else {}
+    overrides: dict[str, Any] = {
+        key: value for key, value in vars(args).items() if key not in ("config", "master") and value is not None
+    }
+    return resolve_config(yaml_values, overrides), args.master

@@ -1,0 +1,185 @@
+"""Training configuration: built-in defaults < YAML file < command line, validated before Spark starts.
+
+Every setting lives in one frozen dataclass so that the driver, the TF nodes and the outputs agree
+on one resolved value. Errors name the key and the fix; nothing here imports Spark or TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+import yaml
+
+INPUT_MODES = ("spark", "tensorflow")
+VARIANTS = ("base", "l1", "l2", "dropout")
+FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical", "none")
+
+
+class ConfigError(ValueError):
+    """A setting is missing, unknown, of the wrong type or out of range."""
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The reference study's augmentation block; every entry can be switched off (0 / "none")."""
+
+    flip: str = "horizontal"  # faces are left-right symmetric; upside-down faces never occur
+    rotation: float = 0.3  # reference: RandomRotation(0.3), a fraction of 2*pi
+    contrast: float = 0.1  # reference: RandomContrast(0.1)
+    invert_probability: float = 0.5  # reference: random colour inversion with p=0.5
+    zoom_in: float = 0.3  # reference: zoom in up to 30%
+    zoom_out: float = 0.2  # reference: zoom out up to 20%
+    translation: float = 0.1  # reference names random translation without a factor: 10% of each side
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every knob of a training run. Paths may be local paths or URIs (hdfs://, s3://, gs://, file://)."""
+
+    data_dir: str | None = None  # None: the embedded 35-pair face2comics sample
+    model_dir: str = "output/model"  # checkpoints, TensorBoard logs, per-node logs
+    export_dir: str = "output/export"  # the trained model and its JSON reports
+    input_mode: str = "spark"  # spark: executors feed TF through TFoS queues; tensorflow: TF reads storage
+    variant: str = "base"
+    epochs: int = 50  # the reference study trained 50 epochs
+    batch_size: int = 32  # global batch (all workers together); the reference used 32
+    image_size: int = 350  # the reference CNN's input is 350x350x3 (425,665 parameters)
+    learning_rate: float = 1e-3  # Adam's default, as in the reference
+    l1_factor: float = 1e-5  # small enough not to swamp the BCE loss at 410k dense weights
+    l2_factor: float = 1e-4  # the usual Keras-example weight decay strength
+    dropout_rate: float = 0.5  # the classic rate before dense layers (Srivastava et al.)
+    val_fraction: float = 0.3  # reference: 70% train / 30% validation
+    test_fraction_of_val: float = 0.2  # reference: the test set is 20% carved out of validation
+    split_seed: int = 17  # salt of the split hash; 17 gives the 35-pair sample a 25/8/2-pair split, closest to 70/30 and 20%
+    seed: int = 42  # weight init, shuffling and augmentation
+    cluster_size: int | None = None  # None: as many TF nodes as Spark gives executors
+    bind_address: str = "auto"  # auto: 127.0.0.1 on local masters, TFoS's routing choice elsewhere
+    reservation_timeout: int = 120  # s for all TF nodes to register (TFoS default: 600)
+    feed_timeout: int = 300  # s a Spark feeder waits for its TF node to drain a partition
+    finish_timeout: int = 600  # s the driver waits, after the feed ends, for every node's export and exit
+    steps_safety: float = 0.9  # SPARK mode: run this fraction of the even share of steps so no worker runs dry
+    cache_limit_mb: int = 512  # cache decoded validation/test images in a TF node below this size
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_RANGES: dict[str, tuple[float, float]] = {
+    "epochs": (1, 100_000),
+    "batch_size": (1, 1_000_000),
+    "image_size": (16, 4096),
+    "learning_rate": (1e-9, 10.0),
+    "l1_factor": (0.0, 1.0),
+    "l2_factor": (0.0, 1.0),
+    "dropout_rate": (0.0, 0.99),
+    "val_fraction": (0.01, 0.99),
+    "test_fraction_of_val": (0.0, 0.99),
+    "cluster_size": (1, 10_000),
+    "reservation_timeout": (1, 86_400),
+    "feed_timeout": (1, 86_400),
+    "finish_timeout": (1, 86_400),
+    "steps_safety": (0.1, 1.0),
+    "cache_limit_mb": (0, 1_000_000),
+    "rotation": (0.0, 1.0),
+    "contrast": (0.0, 1.0),
+    "invert_probability": (0.0, 1.0),
+    "zoom_in": (0.0, 0.99),
+    "zoom_out": (0.0, 10.0),
+    "translation": (0.0, 1.0),
+}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "input_mode": INPUT_MODES,
+    "variant": VARIANTS,
+    "flip": FLIP_MODES,
+}
+
+
+def _coerce(key: str, value: Any, default: Any, annotation: str) -> Any:
+    """Checks one value's type against its field's; YAML ints are accepted where floats are wanted."""
+    optional = "None" in annotation
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"config key '{key}': must not be empty; remove it to use the default {default!r}")
+    if "int" in annotation and "float" not in annotation:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{key}': expected a whole number, got {value!r}")
+        return value
+    if "float" in annotation:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+        return float(value)
+    if "str" in annotation:
+        if not isinstance(value, str) or (not optional and not value.strip()):
+            raise ConfigError(f"config key '{key}': expected a non-empty string, got {value!r}")
+        return value
+    return value
+
+
+def _check_value(key: str, value: Any) -> None:
+    if value is None:
+        return
+    if key in _CHOICES and value not in _CHOICES[key]:
+        raise ConfigError(f"config key '{key}': {value!r} is not one of {', '.join(_CHOICES[key])}")
+    if key in _RANGES:
+        low, high = _RANGES[key]
+        if not low <= value <= high:
+            raise ConfigError(f"config key '{key}': {value!r} is out of range [{low:g}, {high:g}]")
+
+
+def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"unknown config key '{prefix}{unknown[0]}'; known keys: {', '.join(sorted(known))}"
+        )
+    defaults = cls()
+    kwargs: dict[str, Any] = {}
+    for name, value in values.items():
+        f = known[name]
+        if name == "augment":
+            if not isinstance(value, Mapping):
+                raise ConfigError("config key 'augment': expected a mapping of augmentation settings")
+            kwargs[name] = _build(AugmentConfig, value, prefix="augment.")
+            continue
+        value = _coerce(prefix + name, value, getattr(defaults, name), str(f.type))
+        _check_value(name, value)
+        kwargs[name] = value
+    return dataclasses.replace(defaults, **kwargs)
+
+
+def load_yaml(path: str) -> dict[str, Any]:
+    """Reads a YAML config file into a mapping; a missing file or bad YAML is a ConfigError."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path!r} does not exist; pass --config with an existing YAML file")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            loaded = yaml.safe_load(handle)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {path!r} is not valid YAML{where}: fix the syntax") from e
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path!r} must hold a mapping of keys to values")
+    return loaded
+
+
+def resolve_config(yaml_values: Mapping[str, Any], overrides: Mapping[str, Any]) -> TrainConfig:
+    """Defaults < YAML < command line. `overrides` holds only the options the user gave (no None)."""
+    merged: dict[str, Any] = dict(yaml_values)
+    augment = dict(merged.get("augment") or {})
+    for key, value in overrides.items():
+        if key.startswith("augment."):
+            augment[key.split(".", 1)[1]] = value
+        else:
+            merged[key] = value
+    if augment:
+        merged["augment"] = augment
+    return _build(TrainConfig, merged)

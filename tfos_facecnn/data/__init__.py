@@ -1,0 +1,1 @@
+"""The pure data core: discovery of labelled files, the split, and image decoding."""

@@ -1,0 +1,50 @@
+"""Labelled files -> (path, label, split) records, and the counts that are logged and saved."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, NamedTuple
+
+from .discover import LABEL_NAMES, Discovery
+from .split import SPLITS, split_of
+
+
+class Record(NamedTuple):
+    path: str
+    label: int
+    split: str
+
+
+def assign_splits(found: Discovery, seed: int, val_fraction: float, test_fraction_of_val: float) -> list[Record]:
+    return [
+        Record(f.path, f.label, split_of(f.key, seed, val_fraction, test_fraction_of_val))
+        for f in found.files
+    ]
+
+
+def count_by_split(records: Iterable[Record]) -> dict[str, dict[str, int]]:
+    counts = {split: {name: 0 for name in LABEL_NAMES.values()} for split in SPLITS}
+    for record in records:
+        counts[record.split][LABEL_NAMES[record.label]] += 1
+    for split in SPLITS:
+        counts[split]["total"] = sum(counts[split].values())
+    return counts
+
+
+def data_summary(root: str, records: list[Record], skipped: list[tuple[str, str]], ignored: Iterable[str]) -> dict[str, Any]:
+    """What the run trained on: counts per split and class of usable files, and every skipped file."""
+    bad = {path for path, _ in skipped}
+    return {
+        "root": root,
+        "counts": count_by_split(r for r in records if r.path not in bad),
+        "skipped": [{"path": path, "reason": reason} for path, reason in sorted(skipped)],
+        "ignored": sorted(ignored),
+    }
+
+
+def check_splits_usable(counts: dict[str, dict[str, int]]) -> None:
+    for split in SPLITS:
+        if counts[split]["total"] == 0:
+            raise ValueError(
+                f"the {split} split holds no usable image; add images or change val_fraction/"
+                "test_fraction_of_val in the config"
+            )

@@ -1,0 +1,134 @@
+"""A small authenticated channel from the TF nodes to the driver: epoch progress, completion, failure.
+
+Users watch the spark-submit console, not executor logs, and TFoS alone can swallow a crashed chief:
+every node reports here, so the driver prints progress, notices a failure at once and can stop the job.
+One JSON object per line, one connection per event; a random token keeps strangers' lines out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 10.0  # a node never blocks longer than this on reporting
+MAX_EVENT_BYTES = 1 << 20  # one event (a failure with its log tail) fits well below this
+
+
+@dataclass
+class NodeEvents:
+    """What the driver has heard, guarded by one condition so waiters wake on every event."""
+
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    done: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    started: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class EventServer:
+    """Listens on (host, any free port) in a daemon thread; `on_event` runs for each accepted event."""
+
+    def __init__(self, host: str, on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.token = secrets.token_hex(16)
+        self.state = NodeEvents()
+        self.changed = threading.Condition()
+        self._on_event = on_event
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind((host, 0))
+        self._sock.listen(16)
+        self._sock.settimeout(0.5)
+        self.address = (host, self._sock.getsockname()[1])
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="tfos-facecnn-events", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            with conn:
+                conn.settimeout(CONNECT_TIMEOUT_S)
+                try:
+                    payload = self._read_line(conn)
+                    event = json.loads(payload)
+                except (OSError, ValueError) as e:
+                    logger.warning("dropped a malformed node event: %s", e)
+                    continue
+                if not isinstance(event, dict) or not secrets.compare_digest(str(event.pop("token", "")), self.token):
+                    logger.warning("dropped a node event without the job's token")
+                    continue
+                self._record(event)
+
+    @staticmethod
+    def _read_line(conn: socket.socket) -> bytes:
+        chunks, size = [], 0
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_EVENT_BYTES:
+                raise ValueError("event larger than the limit")
+        return b"".join(chunks)
+
+    def _record(self, event: dict[str, Any]) -> None:
+        kind, node = event.get("kind"), str(event.get("node"))
+        with self.changed:
+            if kind == "epoch":
+                self.state.epochs.append(event)
+            elif kind == "done":
+                self.state.done[node] = event
+            elif kind == "failed":
+                self.state.failures.append(event)
+            elif kind == "started":
+                self.state.started[node] = event
+            self.changed.notify_all()
+        if self._on_event is not None:
+            self._on_event(event)
+
+    def wait_for(self, predicate: Callable[[NodeEvents], bool], timeout_s: float) -> bool:
+        """Waits until predicate(state) holds or a failure arrives; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self.changed:
+            while not predicate(self.state) and not self.state.failures:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self.changed.wait(remaining)
+            return predicate(self.state)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._sock.close()
+        self._thread.join(timeout=5)
+
+
+class EventClient:
+    """Used inside a TF node. Reporting must never kill training, so send() logs instead of raising."""
+
+    def __init__(self, address: tuple[str, int] | list, token: str, node: str) -> None:
+        self.address = (str(address[0]), int(address[1]))
+        self.token = token
+        self.node = node
+
+    def send(self, kind: str, **fields: Any) -> bool:
+        event = {"kind": kind, "node": self.node, "token": self.token, "time": time.time(), **fields}
+        try:
+            with socket.create_connection(self.address, timeout=CONNECT_TIMEOUT_S) as conn:
+                conn.sendall(json.dumps(event, default=str).encode("utf-8"))
+            return True
+        except OSError as e:
+            logger.warning("could not report %r to the driver at %s:%d: %s", kind, *self.address, e)
+            return False

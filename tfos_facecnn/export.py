@@ -1,0 +1,41 @@
+"""Writing outputs so that a crash never leaves a half-written export that looks complete."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from . import storage
+
+SUCCESS_MARKER = "_SUCCESS"  # written last into a finished export, as Hadoop output committers do
+MODEL_FILE = "model.keras"
+
+
+def write_json(path: str, value: Any) -> None:
+    storage.write_bytes_atomic(path, (json.dumps(value, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def read_json(path: str) -> Any:
+    return json.loads(storage.read_bytes(path).decode("utf-8"))
+
+
+def staging_dir(export_dir: str, run_id: str) -> str:
+    return f"{export_dir.rstrip('/')}.staging-{run_id}"
+
+
+def is_complete(export_dir: str) -> bool:
+    return storage.exists(storage.join(export_dir, SUCCESS_MARKER)) and storage.exists(
+        storage.join(export_dir, MODEL_FILE)
+    )
+
+
+def publish(staging: str, export_dir: str, run_id: str) -> None:
+    """Marks the staging dir complete, then swaps it into export_dir (an older export is replaced)."""
+    write_json(storage.join(staging, SUCCESS_MARKER), {"run_id": run_id})
+    retired = f"{export_dir.rstrip('/')}.old-{run_id}"
+    had_old = storage.exists(export_dir)
+    if had_old:
+        storage.rename(export_dir, retired)
+    storage.rename(staging, export_dir)
+    if had_old:
+        storage.remove_tree(retired)

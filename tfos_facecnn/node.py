@@ -1,0 +1,230 @@
+"""The TFoS adapter: main_fun(args, ctx) runs once per TF node on an executor.
+
+It sets up TF (threads, MultiWorkerMirroredStrategy), asks the pure core for the model and the
+pipelines, trains, and has the chief export. Every node reports to the driver (events.py): its start,
+each epoch (chief), its completion, or its failure with the last log lines.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import socket
+import tempfile
+import time
+import traceback
+from typing import Any
+
+from .events import EventClient
+
+logger = logging.getLogger("tfos_facecnn.node")
+LOG_TAIL_LINES = 40  # how much of a failed node's log travels with its error to the driver
+
+
+class _TailHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
+        self.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+def main_fun(args: dict[str, Any], ctx) -> None:
+    """TFoS entry point. `args` is a plain dict built by the driver (see driver.node_args)."""
+    node = f"{ctx.job_name}:{ctx.task_index}"
+    reporter = EventClient(args["events_address"], args["events_token"], node)
+    tail = _TailHandler()
+    root = logging.getLogger()
+    root.addHandler(tail)
+    root.setLevel(logging.INFO)
+    try:
+        reporter.send("started", host=socket.gethostname(), pid=os.getpid(), executor_id=ctx.executor_id)
+        record = _train_node(args, ctx, reporter)
+        reporter.send("done", **record)
+    except BaseException as e:
+        logger.error("TF node %s failed: %s", node, e)
+        reporter.send(
+            "failed",
+            error=f"{type(e).__name__}: {e}",
+            traceback=traceback.format_exc(),
+            log_tail=list(tail.lines),
+        )
+        raise
+    finally:
+        root.removeHandler(tail)
+
+
+def _configure_tf(threads: int):
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    import tensorflow as tf
+
+    if threads > 0:
+        # One TF node per executor: TF's pools match the executor's cores instead of the machine's.
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    return tf
+
+
+class _FeedCounter:
+    """Pulls (pixels, label) items from the TFoS queue and counts them for the node record."""
+
+    def __init__(self, feed, chunk: int) -> None:
+        self.feed = feed
+        self.chunk = chunk
+        self.items = 0
+
+    def __call__(self):
+        while not self.feed.should_stop():
+            batch = self.feed.next_batch(self.chunk)
+            if not batch:
+                return
+            for item in batch:
+                self.items += 1
+                yield item
+
+
+def _train_node(args: dict[str, Any], ctx, reporter: EventClient) -> dict[str, Any]:
+    from .config import TrainConfig, resolve_config
+    from .export import MODEL_FILE, publish, staging_dir, write_json
+    from .metrics import classification_metrics
+    from .model import build_from_config, inference_copy
+    from .pipeline import feed_dataset, files_dataset, predict_files, steps_for, worker_share
+    from . import storage
+
+    cfg: TrainConfig = resolve_config(args["config"], {})
+    tf = _configure_tf(args["threads"])
+    keras = tf.keras
+    num_workers, index = ctx.num_workers, _worker_index(ctx)
+    is_chief = ctx.job_name == "chief"
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=args["collective_timeout"])
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    per_replica = cfg.batch_size // strategy.num_replicas_in_sync
+    logger.info("node %s:%d of %d workers, per-replica batch %d", ctx.job_name, ctx.task_index, num_workers, per_replica)
+
+    with strategy.scope():
+        model = build_from_config(cfg, training=True)
+
+    counter = None
+    if args["input_mode"] == "spark":
+        counter = _FeedCounter(ctx.get_data_feed(train_mode=True), chunk=per_replica)
+        train = strategy.distribute_datasets_from_function(
+            lambda _ctx: feed_dataset(counter, cfg.image_size, per_replica, cfg.seed + index)
+        )
+    else:
+        raise ValueError(f"input mode {args['input_mode']!r} is not supported by this node")
+
+    val_share = worker_share(args["val"], num_workers, index)
+    cache_val = len(args["val"]) * cfg.image_size**2 * 3 <= cfg.cache_limit_mb * 2**20
+    val = strategy.distribute_datasets_from_function(
+        lambda _ctx: files_dataset(val_share, cfg.image_size, per_replica, cache=cache_val)
+    )
+    val_steps = max(steps_for(len(worker_share(args["val"], num_workers, i)), per_replica) for i in range(num_workers))
+
+    progress = _epoch_progress(reporter, is_chief, cfg.epochs, args["steps_per_epoch"] * cfg.batch_size)
+    callbacks = [progress]
+    history = model.fit(
+        train,
+        epochs=cfg.epochs,
+        steps_per_epoch=args["steps_per_epoch"],
+        validation_data=val,
+        validation_steps=val_steps,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    if counter is not None:
+        # Drain the queue and tell Spark to skip what is left, so the feeding job ends now.
+        counter.feed.terminate()
+
+    # Every worker saves (tf-keras runs collectives in save); only the chief keeps its copy.
+    checkpoint_dir = storage.join(cfg.model_dir, "final") if is_chief else tempfile.mkdtemp(prefix="facecnn-")
+    storage.makedirs(checkpoint_dir)
+    model.save(storage.join(checkpoint_dir, "training_model.keras"))
+    record = {
+        "job_name": ctx.job_name,
+        "task_index": ctx.task_index,
+        "executor_id": ctx.executor_id,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "items_fed": counter.items if counter is not None else None,
+        "steps_per_epoch": args["steps_per_epoch"],
+        "epochs": len(history.history.get("loss", [])),
+    }
+    if not is_chief:
+        return record
+
+    run_id = args["run_id"]
+    staging = staging_dir(cfg.export_dir, run_id)
+    storage.makedirs(staging)
+    exported = inference_copy(model, cfg)
+    exported.save(storage.join(staging, MODEL_FILE))
+    history_rows = _history_rows(history.history, progress.images_per_s)
+    test_paths = [p for p, _ in args["test"]]
+    probabilities = predict_files(exported, test_paths, cfg.image_size, cfg.batch_size)
+    test_metrics = classification_metrics([y for _, y in args["test"]], probabilities)
+    metrics = {
+        "test": test_metrics,
+        "final_epoch": history_rows[-1] if history_rows else None,
+        "counts": args["data_summary"]["counts"],
+        "skipped": len(args["data_summary"]["skipped"]),
+        "cluster": {"num_workers": num_workers, "input_mode": args["input_mode"]},
+    }
+    write_json(storage.join(staging, "history.json"), history_rows)
+    write_json(storage.join(staging, "metrics.json"), metrics)
+    write_json(storage.join(staging, "test_predictions.json"),
+               [{"path": p, "label": y, "p_face": float(q)} for (p, y), q in zip(args["test"], probabilities)])
+    write_json(storage.join(staging, "data.json"), args["data_summary"])
+    write_json(storage.join(staging, "config.json"), cfg.to_dict())
+    publish(staging, cfg.export_dir, run_id)
+    record["export_dir"] = cfg.export_dir
+    record["test_accuracy"] = test_metrics["accuracy"]
+    return record
+
+
+def _worker_index(ctx) -> int:
+    """Chief is worker 0 of MultiWorkerMirroredStrategy; TFoS 'worker:i' nodes follow it."""
+    return 0 if ctx.job_name == "chief" else ctx.task_index + 1
+
+
+def _history_rows(history: dict[str, list], images_per_s: list[float]) -> list[dict[str, Any]]:
+    rows = []
+    for epoch in range(len(history.get("loss", []))):
+        row = {"epoch": epoch + 1, **{k: float(v[epoch]) for k, v in history.items()}}
+        if epoch < len(images_per_s):
+            row["images_per_s"] = images_per_s[epoch]
+        rows.append(row)
+    return rows
+
+
+def _epoch_progress(reporter: EventClient, is_chief: bool, epochs: int, images_per_epoch: int):
+    """A Keras callback that times each epoch's training steps; the chief sends the epoch's metrics
+    to the driver's console. Built on call so that importing this module never imports TF."""
+    from .kerasenv import legacy_keras
+
+    class EpochProgress(legacy_keras().callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.images_per_s: list[float] = []
+            self._started = 0.0
+            self._train_seconds: float | None = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._started = time.perf_counter()
+            self._train_seconds = None
+
+        def on_test_begin(self, logs=None):
+            if self._train_seconds is None:  # validation starts: the training steps are over
+                self._train_seconds = time.perf_counter() - self._started
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds = self._train_seconds or (time.perf_counter() - self._started)
+            rate = images_per_epoch / max(seconds, 1e-9)
+            self.images_per_s.append(rate)
+            if is_chief:
+                metrics = {k: float(v) for k, v in (logs or {}).items()}
+                reporter.send("epoch", epoch=epoch + 1, epochs=epochs, metrics=metrics, images_per_s=rate)
+
+    return EpochProgress()

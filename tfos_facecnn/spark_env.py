@@ -1,0 +1,126 @@
+"""Spark masters, the session settings TFoS needs, and the executor count check."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+
+from .config import ConfigError, TrainConfig
+
+LOCAL_RE = re.compile(r"^local(\[(\*|\d+)(,\s*\d+)?\])?$")
+LOCAL_CLUSTER_RE = re.compile(r"^local-cluster\[\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\]$")
+LOOPBACK = "127.0.0.1"
+EXECUTOR_WAIT_S = 60  # local-cluster/standalone executors register within seconds; this bounds a no-show
+
+
+@dataclass(frozen=True)
+class Master:
+    url: str
+    kind: str  # local | local-cluster | standalone | yarn | k8s | other
+    executors: int | None  # known executor count, None when Spark decides at run time
+    cores_per_executor: int | None
+
+    @property
+    def is_local_machine(self) -> bool:
+        if self.kind in ("local", "local-cluster"):
+            return True
+        return self.kind == "standalone" and re.match(r"^spark://(127\.|localhost[:/])", self.url) is not None
+
+
+def parse_master(url: str) -> Master:
+    local = LOCAL_RE.match(url)
+    if local:
+        threads = local.group(2)
+        cores = (os.cpu_count() or 1) if threads in (None, "*") else int(threads)
+        return Master(url, "local", 1, cores)
+    cluster = LOCAL_CLUSTER_RE.match(url)
+    if cluster:
+        return Master(url, "local-cluster", int(cluster.group(1)), int(cluster.group(2)))
+    if url.startswith("spark://"):
+        return Master(url, "standalone", None, None)
+    if url == "yarn":
+        return Master(url, "yarn", None, None)
+    if url.startswith("k8s://"):
+        return Master(url, "k8s", None, None)
+    return Master(url, "other", None, None)
+
+
+def bind_address(cfg: TrainConfig, master: Master) -> str | None:
+    """The address every TFoS/TF socket of the job uses; None lets TFoS route as it does by default."""
+    if cfg.bind_address != "auto":
+        return cfg.bind_address
+    return LOOPBACK if master.is_local_machine else None
+
+
+def expected_nodes(cfg: TrainConfig, master: Master, conf: dict[str, str]) -> int:
+    """How many TF nodes to start; refuses what TFoS cannot do before any executor starts."""
+    if master.kind == "local":
+        if cfg.cluster_size not in (None, 1):
+            raise ConfigError(
+                f"--cluster-size {cfg.cluster_size} needs {cfg.cluster_size} executors, but master {master.url} "
+                "has one executor (TFoS runs one TF node per executor); use --master "
+                f"'local-cluster[{cfg.cluster_size},1,2048]' or a real cluster"
+            )
+        return 1
+    if cfg.cluster_size is not None:
+        if master.executors is not None and cfg.cluster_size > master.executors:
+            raise ConfigError(
+                f"--cluster-size {cfg.cluster_size} is more than the {master.executors} executors of "
+                f"{master.url}; lower --cluster-size or start more executors"
+            )
+        return cfg.cluster_size
+    if master.executors is not None:
+        return master.executors
+    if "spark.executor.instances" in conf:
+        return int(conf["spark.executor.instances"])
+    if "spark.cores.max" in conf:
+        per_executor = int(conf.get("spark.executor.cores", "1"))
+        return max(1, int(conf["spark.cores.max"]) // per_executor)
+    raise ConfigError(
+        f"cannot tell how many executors {master.url} will give; pass --cluster-size N "
+        "(or set spark.executor.instances / spark.cores.max)"
+    )
+
+
+def session_settings(master: Master, address: str | None, conf: dict[str, str]) -> dict[str, str]:
+    """Settings TFoS needs, applied only where the user has not set them (spark-defaults/--conf win)."""
+    wanted = {
+        # TFoS: a failed TF node must fail the job, not be retried onto a half-built TF cluster.
+        "spark.task.maxFailures": "1",
+        # TFoS pins one TF node to each executor for the whole job.
+        "spark.dynamicAllocation.enabled": "false",
+        # InputMode.SPARK runs TF in a background process of a reused Python worker.
+        "spark.python.worker.reuse": "true",
+        "spark.executorEnv.TF_USE_LEGACY_KERAS": "1",
+        "spark.executorEnv.TF_CPP_MIN_LOG_LEVEL": "1",
+    }
+    if master.kind in ("local", "local-cluster"):
+        # Executors on this machine run the driver's interpreter (the venv with TF installed).
+        wanted["spark.pyspark.python"] = sys.executable
+    if master.kind == "local" and master.cores_per_executor:
+        # The node task and the feeding tasks share the one local executor.
+        wanted["spark.task.cpus"] = "1"
+    if address is not None:
+        wanted["spark.driver.host"] = address
+        wanted["spark.driver.bindAddress"] = address
+        wanted["spark.executorEnv.SPARK_LOCAL_IP"] = address
+    return {k: v for k, v in wanted.items() if k not in conf}
+
+
+def registered_executors(sc) -> int:
+    """Executors registered with the driver (the driver itself is not counted, except in local mode)."""
+    count = sc._jsc.sc().getExecutorMemoryStatus().size()
+    return 1 if sc.master.startswith("local[") or sc.master == "local" else count - 1
+
+
+def wait_for_executors(sc, wanted: int, timeout_s: float = EXECUTOR_WAIT_S) -> int:
+    """Polls the executor count until `wanted` have registered or the deadline passes."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        have = registered_executors(sc)
+        if have >= wanted or time.monotonic() > deadline:
+            return have
+        time.sleep(0.2)  # polling the driver's own executor table, not waiting on another process blindly
