@@ -21,6 +21,6 @@ setup(
         "pyyaml>=6.0,<7",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "ruff>=0.6"],
+        "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "psutil>=5.9", "ruff>=0.6"],
     },
 )

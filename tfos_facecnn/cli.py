@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .config import INPUT_MODES, VARIANTS, TrainConfig, load_yaml, resolve_config
 
@@ -28,7 +29,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", dest="data_dir", help="face2comics folder (faces/ and comics/, may be nested up to "
                    "2 levels), a local path or a URI; default: the embedded 35-pair sample")
     p.add_argument("--model-dir", dest="model_dir", help="checkpoints and logs (default output/model)")
-    p.add_argument("--export-dir", dest="export_dir", help="exported model.keras + JSON reports (default output/export)")
+    p.add_argument("--export-dir", dest="export_dir",
+                   help="exported model.keras + JSON reports (default output/export)")
     p.add_argument("--variant", choices=VARIANTS, help="base, l1 / l2 (regularised kernels) or dropout")
     p.add_argument("--epochs", type=int, help="training epochs (default 50)")
     p.add_argument("--batch-size", type=int, dest="batch_size", help="global batch over all TF nodes (default 32)")

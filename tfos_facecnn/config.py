@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -53,7 +54,8 @@ class TrainConfig:
     dropout_rate: float = 0.5  # the classic rate before dense layers (Srivastava et al.)
     val_fraction: float = 0.3  # reference: 70% train / 30% validation
     test_fraction_of_val: float = 0.2  # reference: the test set is 20% carved out of validation
-    split_seed: int = 17  # salt of the split hash; 17 gives the 35-pair sample a 25/8/2-pair split, closest to 70/30 and 20%
+    # Salt of the split hash; 17 gives the 35-pair sample a 25/8/2-pair split, the closest to 70/30 and 20%.
+    split_seed: int = 17
     seed: int = 42  # weight init, shuffling and augmentation
     cluster_size: int | None = None  # None: as many TF nodes as Spark gives executors
     bind_address: str = "auto"  # auto: 127.0.0.1 on local masters, TFoS's routing choice elsewhere

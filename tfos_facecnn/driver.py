@@ -6,8 +6,9 @@ import logging
 import signal
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 from . import sample_data_dir, storage
 from .config import ConfigError, TrainConfig
@@ -61,7 +62,8 @@ def print_progress(event: dict[str, Any]) -> None:
             flush=True,
         )
     elif kind == "started":
-        print(f"TF node {node} started on {event.get('host')} (pid {event.get('pid')})", flush=True)
+        print(f"TF node {node} started on {event.get('host')} (pid {event.get('pid')}, "
+              f"TF server {event.get('tf_address')})", flush=True)
     elif kind == "failed":
         print(f"TF node {node} FAILED: {event.get('error')}", file=sys.stderr, flush=True)
 
@@ -166,7 +168,9 @@ def _train_on_spark(sc, cfg: TrainConfig, master: Master, nodes: int, address: s
     )
 
 
-def _run_cluster(sc, cfg: TrainConfig, nodes: int, address: str | None, args: dict[str, Any], feed, events: EventServer) -> None:
+def _run_cluster(
+    sc, cfg: TrainConfig, nodes: int, address: str | None, args: dict[str, Any], feed, events: EventServer
+) -> None:
     from tensorflowonspark import TFCluster
 
     from .node import main_fun

@@ -41,7 +41,8 @@ def main_fun(args: dict[str, Any], ctx) -> None:
     root.addHandler(tail)
     root.setLevel(logging.INFO)
     try:
-        reporter.send("started", host=socket.gethostname(), pid=os.getpid(), executor_id=ctx.executor_id)
+        reporter.send("started", host=socket.gethostname(), pid=os.getpid(), executor_id=ctx.executor_id,
+                      tf_address=ctx.cluster_spec[ctx.job_name][ctx.task_index])
         record = _train_node(args, ctx, reporter)
         reporter.send("done", **record)
     except BaseException as e:
@@ -88,22 +89,22 @@ class _FeedCounter:
 
 
 def _train_node(args: dict[str, Any], ctx, reporter: EventClient) -> dict[str, Any]:
+    from . import storage
     from .config import TrainConfig, resolve_config
     from .export import MODEL_FILE, publish, staging_dir, write_json
     from .metrics import classification_metrics
     from .model import build_from_config, inference_copy
     from .pipeline import feed_dataset, files_dataset, predict_files, steps_for, worker_share
-    from . import storage
 
     cfg: TrainConfig = resolve_config(args["config"], {})
     tf = _configure_tf(args["threads"])
-    keras = tf.keras
     num_workers, index = ctx.num_workers, _worker_index(ctx)
     is_chief = ctx.job_name == "chief"
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=args["collective_timeout"])
     strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     per_replica = cfg.batch_size // strategy.num_replicas_in_sync
-    logger.info("node %s:%d of %d workers, per-replica batch %d", ctx.job_name, ctx.task_index, num_workers, per_replica)
+    logger.info("node %s:%d of %d workers, per-replica batch %d",
+                ctx.job_name, ctx.task_index, num_workers, per_replica)
 
     with strategy.scope():
         model = build_from_config(cfg, training=True)
@@ -174,8 +175,9 @@ def _train_node(args: dict[str, Any], ctx, reporter: EventClient) -> dict[str, A
     }
     write_json(storage.join(staging, "history.json"), history_rows)
     write_json(storage.join(staging, "metrics.json"), metrics)
+    predictions = zip(args["test"], probabilities, strict=True)
     write_json(storage.join(staging, "test_predictions.json"),
-               [{"path": p, "label": y, "p_face": float(q)} for (p, y), q in zip(args["test"], probabilities)])
+               [{"path": p, "label": y, "p_face": float(q)} for (p, y), q in predictions])
     write_json(storage.join(staging, "data.json"), args["data_summary"])
     write_json(storage.join(staging, "config.json"), cfg.to_dict())
     publish(staging, cfg.export_dir, run_id)

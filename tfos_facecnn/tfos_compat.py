@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 
 def pin_executor_address(address: str) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 from .discover import LABEL_NAMES, Discovery
 from .split import SPLITS, split_of
@@ -30,7 +31,9 @@ def count_by_split(records: Iterable[Record]) -> dict[str, dict[str, int]]:
     return counts
 
 
-def data_summary(root: str, records: list[Record], skipped: list[tuple[str, str]], ignored: Iterable[str]) -> dict[str, Any]:
+def data_summary(
+    root: str, records: list[Record], skipped: list[tuple[str, str]], ignored: Iterable[str]
+) -> dict[str, Any]:
     """What the run trained on: counts per split and class of usable files, and every skipped file."""
     bad = {path for path, _ in skipped}
     return {

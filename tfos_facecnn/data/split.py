@@ -15,7 +15,7 @@ def split_of(key: str, seed: int, val_fraction: float, test_fraction_of_val: flo
     near-duplicate leaks from train into test), and a file keeps its split when others are added
     or the job runs on another machine. The test set is carved out of the validation share.
     """
-    digest = hashlib.sha256(f"{seed}:{key}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
     position = int.from_bytes(digest[:8], "big") / 2**64
     train_share = 1.0 - val_fraction
     if position < train_share:

@@ -1,0 +1,148 @@
+"""spark-submit jobs/train.py end to end, on local[*] and local-cluster, all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from tests.conftest import REPO, SAMPLE, run_train_job, spark_env, train_command
+
+pytestmark = pytest.mark.spark
+SMALL = ["--input-mode", "spark", "--epochs", "2", "--image-size", "48", "--batch-size", "8"]
+EPOCH_LINE = re.compile(r"^epoch (\d+)/2 loss=\S+ accuracy=\S+ val_loss=\S+ val_accuracy=\S+ images/s=\S+$", re.M)
+
+
+def check_export(export: Path, epochs: int, workers: int) -> dict:
+    assert (export / "_SUCCESS").exists()
+    history = json.loads((export / "history.json").read_text())
+    assert [row["epoch"] for row in history] == list(range(1, epochs + 1))
+    for row in history:
+        assert {"loss", "accuracy", "val_loss", "val_accuracy", "images_per_s"} <= set(row)
+    metrics = json.loads((export / "metrics.json").read_text())
+    test = metrics["test"]
+    assert {"accuracy", "loss", "precision", "recall", "f1", "roc_auc", "confusion_matrix"} <= set(test)
+    assert sum(map(sum, test["confusion_matrix"])) == test["count"] == metrics["counts"]["test"]["total"] > 0
+    assert metrics["cluster"]["num_workers"] == workers
+    config = json.loads((export / "config.json").read_text())
+    assert config["image_size"] == 48 and config["epochs"] == epochs
+
+    from tfos_facecnn.data.images import decode_image
+    from tfos_facecnn.kerasenv import legacy_keras
+
+    model = legacy_keras().models.load_model(export / "model.keras")
+    pixels = decode_image((SAMPLE / "faces" / "3.jpg").read_bytes(), 48)[None].astype(np.float32)
+    probability = float(model.predict(pixels, verbose=0)[0, 0])
+    assert 0.0 <= probability <= 1.0
+    return metrics
+
+
+@pytest.mark.timeout(600)
+def test_local_star_trains_exports_and_skips_bad_files(sample_copy: Path, tmp_path: Path):
+    (sample_copy / "faces" / "notes.jpg").write_text("not an image")
+    truncated = (SAMPLE / "comics" / "5.jpg").read_bytes()
+    (sample_copy / "comics" / "broken.jpg").write_bytes(truncated[: len(truncated) // 4])
+    export = tmp_path / "export"
+    result = run_train_job("local[*]", *SMALL, "--data-dir", str(sample_copy),
+                           "--model-dir", str(tmp_path / "model"), "--export-dir", str(export), timeout=540)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert [int(n) for n in EPOCH_LINE.findall(result.stdout)] == [1, 2]
+    metrics = check_export(export, epochs=2, workers=1)
+    data = json.loads((export / "data.json").read_text())
+    skipped = {Path(item["path"]).name: item["reason"] for item in data["skipped"]}
+    assert set(skipped) == {"notes.jpg", "broken.jpg"}
+    assert "not an image" in skipped["notes.jpg"] and "corrupt" in skipped["broken.jpg"]
+    assert metrics["skipped"] == 2
+    total = sum(c["total"] for c in data["counts"].values())
+    assert total == 70  # the 70 good sample images, the two bad ones left out
+
+
+def loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%")[0])
+    mapped = getattr(ip, "ipv4_mapped", None)  # the JVM's '::ffff:127.0.0.1'
+    return (mapped or ip).is_loopback
+
+
+def job_sockets(root: psutil.Process) -> list:
+    found = []
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            found += [(process.pid, c) for c in process.net_connections(kind="inet")]
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+@pytest.mark.timeout(600)
+def test_local_cluster_two_nodes_stay_on_loopback(tmp_path: Path):
+    export = tmp_path / "export"
+    command = train_command("local-cluster[2,1,1024]", *SMALL, "--model-dir", str(tmp_path / "model"),
+                            "--export-dir", str(export))
+    log = tmp_path / "driver.log"
+    with open(log, "w") as out:
+        job = subprocess.Popen(command, env=spark_env(), cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True)
+        root = psutil.Process(job.pid)
+        listening, remote = set(), set()
+        deadline = time.monotonic() + 540
+        while job.poll() is None and time.monotonic() < deadline:
+            for _pid, conn in job_sockets(root):
+                if conn.status == psutil.CONN_LISTEN:
+                    listening.add((conn.laddr.ip, conn.laddr.port))
+                elif conn.raddr:
+                    remote.add(conn.raddr.ip)
+            time.sleep(0.5)  # sampling interval of the socket census, not a wait for the job
+        if job.poll() is None:
+            job.kill()
+            pytest.fail("the job did not finish within 540 s")
+    output = log.read_text()
+    assert job.returncode == 0, output[-4000:]
+    assert [int(n) for n in EPOCH_LINE.findall(output)] == [1, 2]
+    tf_servers = re.findall(r"TF node (chief:0|worker:0) started on .* TF server ([\d.]+):(\d+)\)", output)
+    assert sorted(node for node, _, _ in tf_servers) == ["chief:0", "worker:0"]
+    assert all(loopback(host) for _, host, _ in tf_servers)
+    tf_ports = {int(port) for _, _, port in tf_servers}
+    # TF's gRPC server listens on all interfaces whatever its address says (README, Security): every
+    # other listening socket of the job (Spark, TFoS, our event channel) must be loopback only.
+    exposed = {(ip, port) for ip, port in listening if not loopback(ip) and port not in tf_ports}
+    assert not exposed, f"sockets listening beyond loopback: {exposed}"
+    assert listening, "the socket census saw nothing: it is not measuring"
+    assert all(loopback(ip) for ip in remote), remote
+    check_export(export, epochs=2, workers=2)
+
+
+BAD_INPUTS = [
+    (["--data-dir", "/nonexistent/faces"], 2, "does not exist"),
+    (["--variant", "huge"], 2, "invalid choice: 'huge'"),
+    (["--batch-size", "0"], 2, "'batch_size': 0 is out of range"),
+    (["--epochs", "-1"], 2, "'epochs': -1 is out of range"),
+    (["--cluster-size", "2"], 2, "has one executor"),
+    (["--input-mode", "magic"], 2, "invalid choice: 'magic'"),
+]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("args,code,message", BAD_INPUTS)
+def test_bad_input_stops_before_spark_with_one_line(args, code, message, tmp_path):
+    result = run_train_job("local[*]", *args, "--export-dir", str(tmp_path / "e"), timeout=240)
+    output = result.stdout + result.stderr  # spark-submit merges the driver's stderr into stdout
+    assert result.returncode == code, output[-2000:]
+    assert message in output
+    assert "Traceback" not in output
+    assert "SparkContext: Running Spark version" not in output
+    assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.timeout(300)
+def test_missing_class_folder(tmp_path):
+    (tmp_path / "data" / "faces").mkdir(parents=True)
+    (tmp_path / "data" / "faces" / "a.jpg").write_bytes((SAMPLE / "faces" / "0.jpg").read_bytes())
+    result = run_train_job("local[*]", "--data-dir", str(tmp_path / "data"), timeout=240)
+    assert result.returncode == 2
+    assert "class folder 'comics/' is missing" in result.stdout + result.stderr

@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+
+from tfos_facecnn.config import AugmentConfig, TrainConfig
+from tfos_facecnn.model import build_from_config, build_model, inference_copy
+
+REFERENCE_PARAMS = 425_665
+# (layer name, output shape without the batch dim) of the reference CNN at 350 px
+REFERENCE_SHAPES = [
+    ("rescaling", (350, 350, 3)),
+    ("conv1", (173, 173, 32)),
+    ("pool1", (86, 86, 32)),
+    ("conv2", (42, 42, 32)),
+    ("pool2", (21, 21, 32)),
+    ("conv3", (10, 10, 32)),
+    ("pool3", (10, 10, 32)),
+    ("flatten", (3200,)),
+    ("dense", (128,)),
+    ("p_face", (1,)),
+]
+
+
+@pytest.mark.parametrize("variant", ["base", "l1", "l2", "dropout"])
+def test_reference_parameter_count_and_shapes(variant):
+    model = build_model(variant, 350, AugmentConfig())
+    assert model.count_params() == REFERENCE_PARAMS
+    assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == REFERENCE_PARAMS
+    shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in model.layers}
+    for name, shape in REFERENCE_SHAPES:
+        assert shapes[name] == shape, name
+    assert model.input_shape == (None, 350, 350, 3)
+
+
+def test_variants_differ_as_documented():
+    l1 = build_model("l1", 64, None)
+    l2 = build_model("l2", 64, None)
+    dropout = build_model("dropout", 64, None)
+    base = build_model("base", 64, None)
+    assert all(layer.kernel_regularizer is not None for layer in l1.layers if hasattr(layer, "kernel"))
+    assert "L1" in type(l1.get_layer("conv1").kernel_regularizer).__name__
+    assert "L2" in type(l2.get_layer("dense").kernel_regularizer).__name__
+    assert [layer.name for layer in dropout.layers if "dropout" in layer.name] == ["dropout_flat", "dropout_dense"]
+    assert not any(getattr(layer, "kernel_regularizer", None) for layer in base.layers)
+
+
+def test_augmentation_acts_in_training_only():
+    model = build_model("base", 64, AugmentConfig())
+    pixels = np.random.default_rng(0).integers(0, 255, (4, 64, 64, 3)).astype("float32")
+    first = model(pixels, training=False).numpy()
+    second = model(pixels, training=False).numpy()
+    np.testing.assert_array_equal(first, second)
+    exported = inference_copy(model, TrainConfig(image_size=64))
+    np.testing.assert_allclose(exported(pixels, training=False).numpy(), first, rtol=1e-5, atol=1e-6)
+    augmented = model.layers[0](pixels, training=True).numpy()
+    assert not np.allclose(augmented, pixels)
+
+
+def test_every_augmentation_can_be_switched_off():
+    off = AugmentConfig(flip="none", rotation=0, contrast=0, invert_probability=0, zoom_in=0, zoom_out=0,
+                        translation=0)
+    model = build_from_config(TrainConfig(image_size=64, augment=off))
+    assert [layer.name for layer in model.layers][0] == "rescaling"
+    on = build_from_config(TrainConfig(image_size=64))
+    names = [layer.name for layer in on.layers]
+    assert names[:6] == ["random_flip", "random_rotation", "random_contrast", "random_invert", "random_zoom",
+                         "random_translation"]
+
+
+def test_random_invert_flips_pixels():
+    from tfos_facecnn.augment import random_invert_layer
+
+    layer = random_invert_layer(1.0, seed=1)
+    pixels = np.full((2, 4, 4, 3), 10.0, dtype="float32")
+    np.testing.assert_array_equal(layer(pixels, training=True).numpy(), 245.0)
+    np.testing.assert_array_equal(layer(pixels, training=False).numpy(), 10.0)
+
+
+def test_exported_model_loads_in_keras3_and_tf_keras(tmp_path):
+    import subprocess
+    import sys
+
+    model = inference_copy(build_model("dropout", 64, AugmentConfig()), TrainConfig(image_size=64, variant="dropout"))
+    path = tmp_path / "model.keras"
+    model.save(path)
+    expected = float(model(np.full((1, 64, 64, 3), 100.0, dtype="float32")).numpy()[0, 0])
+    script = (
+        "import keras, numpy as np, sys;"
+        f"m = keras.models.load_model({str(path)!r});"
+        "print(keras.__version__, float(m.predict(np.full((1,64,64,3),100.0,'float32'), verbose=0)[0,0]))"
+    )
+    env = {"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"}  # no TF_USE_LEGACY_KERAS: plain Keras 3
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    version, value = out.stdout.split()[-2:]
+    assert version.startswith("3.")
+    assert abs(float(value) - expected) < 1e-5
