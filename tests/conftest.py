@@ -54,18 +54,26 @@ def spark_submit() -> str:
     return str(found) if found.exists() else shutil.which("spark-submit") or "spark-submit"
 
 
-def train_command(master: str, *args: str) -> list[str]:
+def job_command(job: str, master: str, *args: str) -> list[str]:
     return [
         spark_submit(), "--master", master, "--properties-file", str(REPO / "conf" / "spark-defaults.conf"),
         "--conf", "spark.ui.enabled=false",
-        str(REPO / "jobs" / "train.py"), *args,
+        str(REPO / "jobs" / job), *args,
     ]
 
 
-def run_train_job(master: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def train_command(master: str, *args: str) -> list[str]:
+    return job_command("train.py", master, *args)
+
+
+def run_job(job: str, master: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
-        train_command(master, *args), env=spark_env(), cwd=REPO, capture_output=True, text=True, timeout=timeout
+        job_command(job, master, *args), env=spark_env(), cwd=REPO, capture_output=True, text=True, timeout=timeout
     )
+
+
+def run_train_job(master: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return run_job("train.py", master, *args, timeout=timeout)
 
 
 @pytest.fixture

@@ -29,9 +29,11 @@ def is_complete(export_dir: str) -> bool:
     )
 
 
-def publish(staging: str, export_dir: str, run_id: str) -> None:
-    """Marks the staging dir complete, then swaps it into export_dir (an older export is replaced)."""
-    write_json(storage.join(staging, SUCCESS_MARKER), {"run_id": run_id})
+def publish(staging: str, export_dir: str, run_id: str, marker: str | None = SUCCESS_MARKER) -> None:
+    """Marks the staging dir complete (unless its own last file marks it), then swaps it into
+    export_dir; an older export there is replaced only once the new one is whole."""
+    if marker is not None:
+        write_json(storage.join(staging, marker), {"run_id": run_id})
     retired = f"{export_dir.rstrip('/')}.old-{run_id}"
     had_old = storage.exists(export_dir)
     if had_old:

@@ -70,31 +70,13 @@ def _configure_tf(threads: int):
     return tf
 
 
-class _FeedCounter:
-    """Pulls (pixels, label) items from the TFoS queue and counts them for the node record."""
-
-    def __init__(self, feed, chunk: int) -> None:
-        self.feed = feed
-        self.chunk = chunk
-        self.items = 0
-
-    def __call__(self):
-        while not self.feed.should_stop():
-            batch = self.feed.next_batch(self.chunk)
-            if not batch:
-                return
-            for item in batch:
-                self.items += 1
-                yield item
-
-
 def _train_node(args: dict[str, Any], ctx, reporter: EventClient) -> dict[str, Any]:
     from . import storage
     from .config import TrainConfig, resolve_config
     from .export import MODEL_FILE, publish, staging_dir, write_json
     from .metrics import classification_metrics
     from .model import build_from_config, inference_copy
-    from .pipeline import feed_dataset, files_dataset, predict_files, steps_for, worker_share
+    from .node_inputs import spark_inputs, tensorflow_inputs
 
     cfg: TrainConfig = resolve_config(args["config"], {})
     tf = _configure_tf(args["threads"])
@@ -109,36 +91,23 @@ def _train_node(args: dict[str, Any], ctx, reporter: EventClient) -> dict[str, A
     with strategy.scope():
         model = build_from_config(cfg, training=True)
 
-    counter = None
     if args["input_mode"] == "spark":
-        counter = _FeedCounter(ctx.get_data_feed(train_mode=True), chunk=per_replica)
-        train = strategy.distribute_datasets_from_function(
-            lambda _ctx: feed_dataset(counter, cfg.image_size, per_replica, cfg.seed + index)
-        )
+        inputs = spark_inputs(args, cfg, ctx, strategy, per_replica, index, num_workers)
     else:
-        raise ValueError(f"input mode {args['input_mode']!r} is not supported by this node")
-
-    val_share = worker_share(args["val"], num_workers, index)
-    cache_val = len(args["val"]) * cfg.image_size**2 * 3 <= cfg.cache_limit_mb * 2**20
-    val = strategy.distribute_datasets_from_function(
-        lambda _ctx: files_dataset(val_share, cfg.image_size, per_replica, cache=cache_val)
-    )
-    val_steps = max(steps_for(len(worker_share(args["val"], num_workers, i)), per_replica) for i in range(num_workers))
+        inputs = tensorflow_inputs(args, cfg, strategy, per_replica, index, num_workers)
 
     progress = _epoch_progress(reporter, is_chief, cfg.epochs, args["steps_per_epoch"] * cfg.batch_size)
     callbacks = [progress]
     history = model.fit(
-        train,
+        inputs.train,
         epochs=cfg.epochs,
         steps_per_epoch=args["steps_per_epoch"],
-        validation_data=val,
-        validation_steps=val_steps,
+        validation_data=inputs.val,
+        validation_steps=inputs.val_steps,
         callbacks=callbacks,
         verbose=0,
     )
-    if counter is not None:
-        # Drain the queue and tell Spark to skip what is left, so the feeding job ends now.
-        counter.feed.terminate()
+    inputs.finish()
 
     # Every worker saves (tf-keras runs collectives in save); only the chief keeps its copy.
     checkpoint_dir = storage.join(cfg.model_dir, "final") if is_chief else tempfile.mkdtemp(prefix="facecnn-")
@@ -150,7 +119,7 @@ def _train_node(args: dict[str, Any], ctx, reporter: EventClient) -> dict[str, A
         "executor_id": ctx.executor_id,
         "host": socket.gethostname(),
         "pid": os.getpid(),
-        "items_fed": counter.items if counter is not None else None,
+        **inputs.record,
         "steps_per_epoch": args["steps_per_epoch"],
         "epochs": len(history.history.get("loss", [])),
     }
@@ -163,9 +132,8 @@ def _train_node(args: dict[str, Any], ctx, reporter: EventClient) -> dict[str, A
     exported = inference_copy(model, cfg)
     exported.save(storage.join(staging, MODEL_FILE))
     history_rows = _history_rows(history.history, progress.images_per_s)
-    test_paths = [p for p, _ in args["test"]]
-    probabilities = predict_files(exported, test_paths, cfg.image_size, cfg.batch_size)
-    test_metrics = classification_metrics([y for _, y in args["test"]], probabilities)
+    names, labels, probabilities = inputs.test_predictions(exported)
+    test_metrics = classification_metrics(labels, probabilities)
     metrics = {
         "test": test_metrics,
         "final_epoch": history_rows[-1] if history_rows else None,
@@ -175,9 +143,9 @@ def _train_node(args: dict[str, Any], ctx, reporter: EventClient) -> dict[str, A
     }
     write_json(storage.join(staging, "history.json"), history_rows)
     write_json(storage.join(staging, "metrics.json"), metrics)
-    predictions = zip(args["test"], probabilities, strict=True)
+    predictions = zip(names, labels, probabilities, strict=True)
     write_json(storage.join(staging, "test_predictions.json"),
-               [{"path": p, "label": y, "p_face": float(q)} for (p, y), q in predictions])
+               [{"path": p, "label": y, "p_face": float(q)} for p, y, q in predictions])
     write_json(storage.join(staging, "data.json"), args["data_summary"])
     write_json(storage.join(staging, "config.json"), cfg.to_dict())
     publish(staging, cfg.export_dir, run_id)

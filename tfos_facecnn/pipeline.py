@@ -89,10 +89,42 @@ def files_dataset(records: Sequence[tuple[str, int]], image_size: int, per_repli
     return _as_model_input(tf, dataset).prefetch(tf.data.AUTOTUNE).with_options(_options(tf))
 
 
+def tfrecord_dataset(files: Sequence[str], image_size: int, record_format: str, per_replica_batch: int,
+                     seed: int, shuffle: bool = True):
+    """This worker's shard files -> records interleaved from several files, shuffled, parsed, batched,
+    repeated forever (the caller fixes the steps, so no worker ever runs dry)."""
+    import tensorflow as tf
+
+    from .data.tfrecords import INTERLEAVE_FILES, SHUFFLE_BUFFER, parse_function
+
+    names = tf.data.Dataset.from_tensor_slices(list(files))
+    if shuffle:
+        names = names.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    records = names.repeat().interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(INTERLEAVE_FILES, len(files)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=not shuffle,
+    )
+    if shuffle:
+        records = records.shuffle(SHUFFLE_BUFFER, seed=seed)  # serialized records: cheap to shuffle
+    images = records.map(parse_function(image_size, record_format), num_parallel_calls=tf.data.AUTOTUNE)
+    batches = images.batch(per_replica_batch, drop_remainder=True)
+    return _as_model_input(tf, batches).prefetch(tf.data.AUTOTUNE).with_options(_options(tf))
+
+
+def predict_arrays(model, pixels: Sequence[np.ndarray], batch_size: int) -> np.ndarray:
+    probabilities = [
+        model.predict_on_batch(np.stack(pixels[start:start + batch_size]).astype(np.float32)).reshape(-1)
+        for start in range(0, len(pixels), batch_size)
+    ]
+    return np.concatenate(probabilities) if probabilities else np.zeros((0,), dtype=np.float32)
+
+
 def predict_files(model, paths: Sequence[str], image_size: int, batch_size: int) -> np.ndarray:
     """P(face) for each path, batch by batch (no distribution strategy involved)."""
-    probabilities = []
-    for start in range(0, len(paths), batch_size):
-        batch = np.stack([decode_file(p, image_size) for p in paths[start:start + batch_size]])
-        probabilities.append(model.predict_on_batch(batch.astype(np.float32)).reshape(-1))
+    probabilities = [
+        predict_arrays(model, [decode_file(p, image_size) for p in paths[start:start + batch_size]], batch_size)
+        for start in range(0, len(paths), batch_size)
+    ]
     return np.concatenate(probabilities) if probabilities else np.zeros((0,), dtype=np.float32)

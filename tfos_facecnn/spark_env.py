@@ -124,3 +124,26 @@ def wait_for_executors(sc, wanted: int, timeout_s: float = EXECUTOR_WAIT_S) -> i
         if have >= wanted or time.monotonic() > deadline:
             return have
         time.sleep(0.2)  # polling the driver's own executor table, not waiting on another process blindly
+
+
+def spark_conf(master_url: str | None) -> tuple[Master, dict[str, str]]:
+    """The master and the user's Spark settings (spark-submit's --master/--conf/properties file)."""
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()  # joins spark-submit's JVM, so SparkConf sees its settings
+    conf = SparkConf()
+    if master_url:
+        conf.setMaster(master_url)
+    user_conf = dict(conf.getAll())
+    return parse_master(user_conf.get("spark.master", "local[*]")), user_conf
+
+
+def start_session(app_name: str, master: Master, address: str | None, user_conf: dict[str, str]):
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name).master(master.url)
+    for key, value in session_settings(master, address, user_conf).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")  # the console is for the job's own progress lines
+    return spark

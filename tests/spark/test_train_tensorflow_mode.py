@@ -1,0 +1,74 @@
+"""spark-submit jobs/train.py --input-mode tensorflow, from prepared shards and from raw images."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAMPLE, run_train_job
+from tests.spark.checks import EPOCH_LINE, SMALL_RUN, check_export
+from tfos_facecnn.config import TrainConfig
+from tfos_facecnn.prepare import MANIFEST, PrepareConfig, prepare_on_spark
+
+pytestmark = pytest.mark.spark
+TF_MODE = ["--input-mode", "tensorflow", *SMALL_RUN]
+
+
+@pytest.fixture(scope="module")
+def prepared_48(spark, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("prep") / "sample-48"
+    cfg = PrepareConfig.from_train_config(TrainConfig(data_dir=str(SAMPLE), image_size=48), str(out), num_shards=2)
+    prepare_on_spark(spark.sparkContext, cfg)
+    return out
+
+
+@pytest.mark.timeout(600)
+def test_local_star_trains_from_prepared_shards(prepared_48: Path, tmp_path: Path):
+    export = tmp_path / "export"
+    result = run_train_job("local[*]", *TF_MODE, "--data-dir", str(prepared_48),
+                           "--model-dir", str(tmp_path / "model"), "--export-dir", str(export), timeout=540)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "in TENSORFLOW mode" in result.stdout
+    assert [int(n) for n in EPOCH_LINE.findall(result.stdout)] == [1, 2]
+    metrics = check_export(export, epochs=2, workers=1)
+    assert metrics["cluster"]["input_mode"] == "tensorflow"
+    predictions = json.loads((export / "test_predictions.json").read_text())
+    assert {p["path"].split("/")[0] for p in predictions} == {"faces", "comics"}
+
+
+@pytest.mark.timeout(600)
+def test_local_cluster_prepares_raw_images_and_nodes_read_disjoint_shards(tmp_path: Path):
+    export, model = tmp_path / "export", tmp_path / "model"
+    result = run_train_job("local-cluster[2,1,1024]", *TF_MODE, "--model-dir", str(model),
+                           "--export-dir", str(export), timeout=540)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "preparing" in result.stdout and "for --input-mode tensorflow" in result.stdout
+    check_export(export, epochs=2, workers=2)
+    manifest = json.loads((model / "prepared-48px" / MANIFEST).read_text())
+    nodes = json.loads((model / "nodes.json").read_text())
+    read = [set(node["shards_read"]) for node in nodes.values()]
+    assert len(read) == 2 and all(read) and not read[0] & read[1]
+    assert read[0] | read[1] == {s["file"] for s in manifest["shards"]["train"]}
+
+
+@pytest.mark.timeout(300)
+def test_a_prepared_dir_without_manifest_is_refused(prepared_48: Path, tmp_path: Path):
+    partial = tmp_path / "partial"
+    shutil.copytree(prepared_48, partial)
+    (partial / MANIFEST).unlink()
+    result = run_train_job("local[*]", *TF_MODE, "--data-dir", str(partial), timeout=240)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-2000:]
+    assert "has no manifest.json: it is not a finished prepared data set" in output
+
+
+@pytest.mark.timeout(300)
+def test_image_size_must_match_the_prepared_one(prepared_48: Path):
+    result = run_train_job("local[*]", "--input-mode", "tensorflow", "--image-size", "64",
+                           "--data-dir", str(prepared_48), timeout=240)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-2000:]
+    assert "prepared at 48 px but --image-size is 64" in output

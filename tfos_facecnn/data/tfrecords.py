@@ -1,0 +1,88 @@
+"""TFRecord examples of prepared images: encoding on Spark executors, parsing in tf.data.
+
+A record holds the image at the training size and its label. JPEG (quality 95) is the default
+format: at 350 px it is ~34 KB instead of 367 KB raw (11x less to store and read) and TF decodes it
+in about 0.4 ms, a small fraction of a training step; `raw` stores the uint8 pixels (no decode, 11x
+the bytes) for storage-rich, CPU-poor clusters.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+RECORD_FORMATS = ("jpeg", "raw")
+JPEG_QUALITY = 95  # visually lossless at the training size: mean pixel error ~1.3/255 at 350 px
+SHUFFLE_BUFFER = 512  # records; JPEG-encoded, so a few tens of MB per node
+INTERLEAVE_FILES = 4  # shards read at once per node
+
+
+def encode_pixels(pixels: np.ndarray, record_format: str) -> bytes:
+    if record_format == "raw":
+        return pixels.tobytes()
+    buffer = io.BytesIO()
+    # Pillow's encoder is deterministic for the same pixels and version: re-runs give identical shards.
+    # subsampling=0 (4:4:4) keeps full colour resolution: colour texture is what tells comics from photos.
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
+    return buffer.getvalue()
+
+
+def serialize_example(pixels: np.ndarray, label: int, source: str, record_format: str) -> bytes:
+    """`source` is the file's path inside the data set ('faces/12.jpg'), kept for reports."""
+    import tensorflow as tf
+
+    feature = {
+        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encode_pixels(pixels, record_format)])),
+        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+        "source": tf.train.Feature(bytes_list=tf.train.BytesList(value=[source.encode("utf-8")])),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def parse_function(image_size: int, record_format: str):
+    """serialized Example -> (uint8 image (size, size, 3), float32 label)."""
+    import tensorflow as tf
+
+    spec = {
+        "image": tf.io.FixedLenFeature([], tf.string),
+        "label": tf.io.FixedLenFeature([], tf.int64),
+    }
+    shape = (image_size, image_size, 3)
+
+    def parse(serialized):
+        example = tf.io.parse_single_example(serialized, spec)
+        if record_format == "raw":
+            image = tf.reshape(tf.io.decode_raw(example["image"], tf.uint8), shape)
+        else:
+            image = tf.ensure_shape(tf.io.decode_jpeg(example["image"], channels=3), shape)
+        return image, tf.cast(example["label"], tf.float32)
+
+    return parse
+
+
+def read_examples(path: str, image_size: int, record_format: str) -> list[tuple[np.ndarray, int, str]]:
+    """Every record of one shard as (pixels, label, source): evaluation and tests."""
+    import tensorflow as tf
+
+    parse = parse_function(image_size, record_format)
+    source_spec = {"source": tf.io.FixedLenFeature([], tf.string, default_value="")}
+    out = []
+    for serialized in tf.data.TFRecordDataset(path):
+        image, label = parse(serialized)
+        source = tf.io.parse_single_example(serialized, source_spec)["source"]
+        out.append((image.numpy(), int(label.numpy()), source.numpy().decode("utf-8")))
+    return out
+
+
+def write_shard(path: str, serialized: Sequence[bytes]) -> None:
+    """Writes under a temporary name, then renames: a shard is either whole or absent."""
+    import tensorflow as tf
+
+    tmp = f"{path}.tmp"
+    with tf.io.TFRecordWriter(tmp) as writer:
+        for record in serialized:
+            writer.write(record)
+    tf.io.gfile.rename(tmp, path, overwrite=True)

@@ -1,0 +1,131 @@
+"""Driver side of each input mode: what the TF nodes get (node args) and what Spark feeds them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import storage
+from .config import ConfigError, TrainConfig
+from .data.discover import Discovery, discover
+from .data.images import ImageDecodeError, decode_image
+from .data.records import Record, assign_splits, check_splits_usable, data_summary
+from .data.split import TEST, TRAIN, VAL
+from .pipeline import train_steps_per_epoch
+from .prepare import PrepareConfig, is_prepared, load_prepared, looks_prepared, prepare_on_spark
+
+ITEMS_PER_PARTITION = 64  # small partitions spread the feed evenly over the TF nodes
+PARTITIONS_PER_NODE = 4
+
+
+@dataclass
+class RawData:
+    """A face2comics folder, discovered and split before Spark starts."""
+
+    found: Discovery
+    records: list[Record]
+
+
+@dataclass
+class ModeInputs:
+    node_args: dict[str, Any]
+    summary: dict[str, Any]
+    steps_per_epoch: int
+    feed: Any = None  # SPARK mode: the RDD of (pixels, label) fed each epoch
+    release: Callable[[], None] = field(default=lambda: None)
+
+
+def check_data(cfg: TrainConfig) -> RawData | dict[str, Any]:
+    """Everything about --data-dir that can fail, checked before Spark starts: a prepared data set's
+    manifest (TENSORFLOW mode) or a face2comics folder's files and split."""
+    if cfg.input_mode == "tensorflow" and looks_prepared(cfg.data_dir):
+        manifest = load_prepared(cfg.data_dir, cfg.image_size)
+        check_splits_usable(manifest["counts"])
+        return manifest
+    found = discover(cfg.data_dir)
+    records = assign_splits(found, cfg.split_seed, cfg.val_fraction, cfg.test_fraction_of_val)
+    check_splits_usable(data_summary(found.root, records, [], found.ignored)["counts"])
+    return RawData(found, records)
+
+
+def decode_partition(image_size: int) -> Callable:
+    """Executor side of the decode stage: keeps training pixels, only validates val/test files."""
+
+    def decode(records):
+        for path, label, split in records:
+            try:
+                pixels = decode_image(storage.read_bytes(path), image_size)
+            except (OSError, ImageDecodeError) as e:
+                yield split, path, label, None, str(e) or type(e).__name__
+                continue
+            yield split, path, label, (pixels.tobytes() if split == TRAIN else None), None
+
+    return decode
+
+
+def spark_mode_inputs(sc, cfg: TrainConfig, data: RawData, nodes: int) -> ModeInputs:
+    """Decode every image once on the executors (training pixels cached for all epochs, val/test only
+    checked), list the bad files, and feed the cached training pixels."""
+    from pyspark import StorageLevel
+
+    records = data.records
+    partitions = max(nodes * PARTITIONS_PER_NODE, math.ceil(len(records) / ITEMS_PER_PARTITION))
+    decoded = sc.parallelize([tuple(r) for r in records], partitions).mapPartitions(
+        decode_partition(cfg.image_size)
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    skipped = decoded.filter(lambda r: r[4] is not None).map(lambda r: (r[1], r[4])).collect()
+    summary = data_summary(data.found.root, records, skipped, data.found.ignored)
+    check_splits_usable(summary["counts"])
+    bad = {path for path, _ in skipped}
+    steps = train_steps_per_epoch(summary["counts"][TRAIN]["total"], cfg.batch_size, cfg.steps_safety)
+    args = {
+        "val": [(r.path, r.label) for r in records if r.split == VAL and r.path not in bad],
+        "test": [(r.path, r.label) for r in records if r.split == TEST and r.path not in bad],
+    }
+    feed = decoded.filter(lambda r: r[0] == TRAIN and r[3] is not None).map(lambda r: (r[3], r[2]))
+    return ModeInputs(args, summary, steps, feed, release=decoded.unpersist)
+
+
+def _auto_prepare(sc, cfg: TrainConfig, data: RawData, nodes: int) -> tuple[str, dict[str, Any]]:
+    """Raw images in TENSORFLOW mode: prepare them once under --model-dir, reused while the source,
+    size and split settings are the same."""
+    target = storage.join(cfg.model_dir, f"prepared-{cfg.image_size}px")
+    pcfg = PrepareConfig.from_train_config(cfg, target, overwrite=True)
+    if is_prepared(target):
+        manifest = load_prepared(target, cfg.image_size)
+        if manifest["source"] == data.found.root and manifest["split"] == pcfg.split_settings():
+            print(f"using the data prepared earlier in {target}", flush=True)
+            return target, manifest
+    shards = nodes * math.ceil(max(2, 2 * sc.defaultParallelism) / nodes)  # a multiple of the node count
+    print(f"preparing {cfg.data_dir} into {target} ({shards} train shards) for --input-mode tensorflow",
+          flush=True)
+    return target, prepare_on_spark(sc, PrepareConfig.from_train_config(cfg, target, overwrite=True,
+                                                                        num_shards=shards))
+
+
+def tensorflow_mode_inputs(sc, cfg: TrainConfig, data: RawData | dict[str, Any], nodes: int) -> ModeInputs:
+    """TF nodes read TFRecord shards themselves; Spark only starts them (and prepares raw data)."""
+    if isinstance(data, RawData):
+        prepared_dir, manifest = _auto_prepare(sc, cfg, data, nodes)
+    else:
+        prepared_dir, manifest = cfg.data_dir, data
+    train_shards = len(manifest["shards"][TRAIN])
+    if train_shards < nodes:
+        raise ConfigError(
+            f"{prepared_dir!r} has {train_shards} train shard(s) for {nodes} TF nodes (each node reads its own "
+            f"shards); prepare again with jobs/prepare.py --num-shards {nodes} (or a multiple)"
+        )
+    summary = {
+        "root": manifest["source"],
+        "prepared_dir": prepared_dir,
+        "counts": manifest["counts"],
+        "skipped": manifest["skipped"],
+        "ignored": manifest["ignored"],
+    }
+    check_splits_usable(summary["counts"])
+    # Each worker's dataset repeats its files, so every epoch can run the full share of steps.
+    steps = max(1, manifest["counts"][TRAIN]["total"] // cfg.batch_size)
+    args = {"prepared_dir": prepared_dir, "record_format": manifest["record_format"], "shards": manifest["shards"]}
+    return ModeInputs(args, summary, steps)

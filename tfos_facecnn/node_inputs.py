@@ -1,0 +1,112 @@
+"""Per input mode, what a TF node trains, validates and tests on (all built inside the TF process)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import storage
+from .config import TrainConfig
+from .pipeline import (
+    feed_dataset,
+    files_dataset,
+    predict_arrays,
+    predict_files,
+    steps_for,
+    tfrecord_dataset,
+    worker_share,
+)
+
+
+@dataclass
+class NodeInputs:
+    train: Any  # a distributed dataset for model.fit
+    val: Any
+    val_steps: int
+    # model -> (names, labels, P(face)) of the whole test split (the chief calls it after export)
+    test_predictions: Callable[[Any], tuple[list[str], list[int], Any]]
+    finish: Callable[[], None] = lambda: None  # called once fit returns
+    record: dict[str, Any] = field(default_factory=dict)  # facts for the node's record
+
+
+class _FeedCounter:
+    """Pulls (pixels, label) items from the TFoS queue and counts them for the node record."""
+
+    def __init__(self, feed, chunk: int) -> None:
+        self.feed = feed
+        self.chunk = chunk
+        self.items = 0
+
+    def __call__(self):
+        while not self.feed.should_stop():
+            batch = self.feed.next_batch(self.chunk)
+            if not batch:
+                return
+            for item in batch:
+                self.items += 1
+                yield item
+
+
+def _val_steps(sizes_per_worker: list[int], per_replica: int) -> int:
+    """Every worker runs the same number of validation steps (a collective each): enough for the
+    largest share; smaller shares repeat a few images in their last batch."""
+    return max(steps_for(size, per_replica) for size in sizes_per_worker)
+
+
+def spark_inputs(args: dict[str, Any], cfg: TrainConfig, ctx, strategy, per_replica: int, index: int,
+                 workers: int) -> NodeInputs:
+    counter = _FeedCounter(ctx.get_data_feed(train_mode=True), chunk=per_replica)
+    train = strategy.distribute_datasets_from_function(
+        lambda _: feed_dataset(counter, cfg.image_size, per_replica, cfg.seed + index)
+    )
+    val_share = worker_share(args["val"], workers, index)
+    cache = len(args["val"]) * cfg.image_size**2 * 3 <= cfg.cache_limit_mb * 2**20
+    val = strategy.distribute_datasets_from_function(
+        lambda _: files_dataset(val_share, cfg.image_size, per_replica, cache=cache)
+    )
+    val_steps = _val_steps([len(worker_share(args["val"], workers, i)) for i in range(workers)], per_replica)
+
+    def test_predictions(model):
+        paths, labels = [p for p, _ in args["test"]], [y for _, y in args["test"]]
+        return paths, labels, predict_files(model, paths, cfg.image_size, cfg.batch_size)
+
+    def finish():
+        # Drain the queue and tell Spark to skip what is left, so the feeding job ends now.
+        counter.feed.terminate()
+        inputs.record["items_fed"] = counter.items
+
+    inputs = NodeInputs(train, val, val_steps, test_predictions, finish)
+    return inputs
+
+
+def tensorflow_inputs(args: dict[str, Any], cfg: TrainConfig, strategy, per_replica: int, index: int,
+                      workers: int) -> NodeInputs:
+    from .data.tfrecords import read_examples
+
+    root, fmt, shards = args["prepared_dir"], args["record_format"], args["shards"]
+
+    def files(split: str) -> list[tuple[str, int]]:
+        return [(storage.join(root, s["file"]), s["records"]) for s in shards[split]]
+
+    # Sharding by file: worker i reads train shards i, i+W, ...: disjoint, together every record.
+    mine = [path for path, _ in files("train")[index::workers]]
+    train = strategy.distribute_datasets_from_function(
+        lambda _: tfrecord_dataset(mine, cfg.image_size, fmt, per_replica, cfg.seed + index)
+    )
+    val_share = worker_share(files("val"), workers, index)
+    val = strategy.distribute_datasets_from_function(
+        lambda _: tfrecord_dataset([p for p, _ in val_share], cfg.image_size, fmt, per_replica, cfg.seed,
+                                   shuffle=False)
+    )
+    val_steps = _val_steps(
+        [sum(n for _, n in worker_share(files("val"), workers, i)) for i in range(workers)], per_replica
+    )
+
+    def test_predictions(model):
+        examples = [example for path, _ in files("test") for example in read_examples(path, cfg.image_size, fmt)]
+        probabilities = predict_arrays(model, [pixels for pixels, _, _ in examples], cfg.batch_size)
+        return [source for _, _, source in examples], [label for _, label, _ in examples], probabilities
+
+    return NodeInputs(train, val, val_steps, test_predictions,
+                      record={"shards_read": [path[len(root.rstrip("/")) + 1:] for path in mine]})

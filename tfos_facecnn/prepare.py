@@ -1,0 +1,219 @@
+"""The prepare job: labelled image folders -> TFRecord shards per split + manifest.json, on Spark.
+
+Executors decode (with DCT-domain downscaling), resize, encode and write one shard per Spark
+partition into a staging folder beside the output; the manifest is written last and the staging
+folder is swapped into place, so a folder without a manifest is never a finished data set and an
+existing one is never partially overwritten.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from . import storage
+from .config import ConfigError, TrainConfig
+from .data.discover import LABEL_NAMES, discover
+from .data.records import assign_splits
+from .data.split import SPLITS, TRAIN
+from .export import publish, read_json, staging_dir, write_json
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    data_dir: str
+    output_dir: str
+    image_size: int
+    split_seed: int
+    val_fraction: float
+    test_fraction_of_val: float
+    num_shards: int | None = None  # train shards; None: twice Spark's default parallelism
+    record_format: str = "jpeg"
+    overwrite: bool = False
+
+    @classmethod
+    def from_train_config(cls, cfg: TrainConfig, output_dir: str, **overrides: Any) -> PrepareConfig:
+        return cls(data_dir=cfg.data_dir or "", output_dir=output_dir, image_size=cfg.image_size,
+                   split_seed=cfg.split_seed, val_fraction=cfg.val_fraction,
+                   test_fraction_of_val=cfg.test_fraction_of_val, **overrides)
+
+    def split_settings(self) -> dict[str, Any]:
+        return {"seed": self.split_seed, "val_fraction": self.val_fraction,
+                "test_fraction_of_val": self.test_fraction_of_val}
+
+
+def _normalized(path: str) -> str:
+    import os
+
+    return os.path.realpath(storage.local_path(path)) if storage.is_local(path) else path.rstrip("/")
+
+
+def check_output_location(data_dir: str, output_dir: str, overwrite: bool) -> None:
+    """Refuses an output that would overwrite or sit inside the input, or replace data unasked."""
+    source, target = _normalized(data_dir), _normalized(output_dir)
+    if target == source or target.startswith(source.rstrip("/") + "/"):
+        raise ConfigError(f"--output-dir {output_dir!r} is the data dir or inside it; write the shards elsewhere")
+    if source.startswith(target.rstrip("/") + "/"):
+        raise ConfigError(f"--output-dir {output_dir!r} contains the data dir; --overwrite would delete the images")
+    if storage.exists(output_dir) and not overwrite:
+        raise ConfigError(f"--output-dir {output_dir!r} already exists; pass --overwrite to replace it")
+
+
+def shard_counts(counts: dict[str, int], num_shards: int) -> dict[str, int]:
+    """Train gets num_shards; val and test proportionally fewer, at least one each."""
+    train = max(counts.get(TRAIN, 0), 1)
+    return {split: num_shards if split == TRAIN else max(1, math.ceil(num_shards * counts.get(split, 0) / train))
+            for split in SPLITS}
+
+
+def shard_name(split: str, index: int, total: int) -> str:
+    return f"{split}/part-{index:05d}-of-{total:05d}.tfrecord"
+
+
+def plan_shards(items: list[tuple[str, int, str, str]], shards: dict[str, int]) -> list[tuple[int, tuple]]:
+    """(path, label, split, source) -> (partition, item): round-robin over a split's shards in source
+    order, so shard sizes differ by at most one record and a re-run gives the same shards."""
+    offsets, start = {}, 0
+    for split in SPLITS:
+        offsets[split], start = start, start + shards[split]
+    planned, seen = [], {split: 0 for split in SPLITS}
+    for item in sorted(items, key=lambda it: it[3]):
+        split = item[2]
+        planned.append((offsets[split] + seen[split] % shards[split], item))
+        seen[split] += 1
+    return planned
+
+
+def write_partition(staging: str, image_size: int, record_format: str, names: list[tuple[str, str]]) -> Callable:
+    """Executor side: one partition -> one shard file; yields the shard's summary and skipped files."""
+
+    def write(index: int, items: Iterable[tuple[int, tuple]]):
+        from .data.images import ImageDecodeError, decode_image
+        from .data.tfrecords import serialize_example, write_shard
+
+        split, name = names[index]
+        serialized, classes, skipped = [], {label: 0 for label in LABEL_NAMES.values()}, []
+        for _, (path, label, _split, source) in sorted(items, key=lambda kv: kv[1][3]):
+            try:
+                pixels = decode_image(storage.read_bytes(path), image_size)
+            except (OSError, ImageDecodeError) as e:
+                skipped.append({"path": path, "reason": str(e) or type(e).__name__})
+                continue
+            serialized.append(serialize_example(pixels, label, source, record_format))
+            classes[LABEL_NAMES[label]] += 1
+        storage.makedirs(storage.join(staging, split))
+        write_shard(storage.join(staging, name), serialized)
+        yield {"split": split, "file": name, "records": len(serialized), "classes": classes, "skipped": skipped}
+
+    return write
+
+
+def prepare_on_spark(sc, pcfg: PrepareConfig) -> dict[str, Any]:
+    """Runs the prepare job on an existing SparkContext and publishes the output; returns the manifest."""
+    check_output_location(pcfg.data_dir, pcfg.output_dir, pcfg.overwrite)
+    found = discover(pcfg.data_dir)
+    records = assign_splits(found, pcfg.split_seed, pcfg.val_fraction, pcfg.test_fraction_of_val)
+    root = found.root.rstrip("/") + "/"
+    items = [(r.path, r.label, r.split, r.path[len(root):]) for r in records]
+    per_split = {split: sum(1 for it in items if it[2] == split) for split in SPLITS}
+    shards = shard_counts(per_split, pcfg.num_shards or max(2, 2 * sc.defaultParallelism))
+    names = [(split, shard_name(split, i, shards[split])) for split in SPLITS for i in range(shards[split])]
+
+    run_id = uuid.uuid4().hex[:12]
+    staging = staging_dir(pcfg.output_dir, run_id)
+    storage.makedirs(staging)
+    try:
+        results = (
+            sc.parallelize(plan_shards(items, shards), len(names))
+            .partitionBy(len(names), lambda partition: partition)
+            .mapPartitionsWithIndex(write_partition(staging, pcfg.image_size, pcfg.record_format, names))
+            .collect()
+        )
+        manifest = build_manifest(pcfg, found.root, sorted(results, key=lambda r: r["file"]), found.ignored)
+        write_json(storage.join(staging, MANIFEST), manifest)  # last: marks the data set complete
+        publish(staging, pcfg.output_dir, run_id, marker=None)
+    except BaseException:
+        if storage.exists(staging):
+            storage.remove_tree(staging)
+        raise
+    return manifest
+
+
+def build_manifest(pcfg: PrepareConfig, root: str, shards: list[dict[str, Any]], ignored: Iterable[str]) -> dict:
+    counts = {split: {name: 0 for name in LABEL_NAMES.values()} for split in SPLITS}
+    for shard in shards:
+        for name, n in shard["classes"].items():
+            counts[shard["split"]][name] += n
+    for split in SPLITS:
+        counts[split]["total"] = sum(counts[split].values())
+    return {
+        "format_version": FORMAT_VERSION,
+        "source": root,
+        "image_size": pcfg.image_size,
+        "record_format": pcfg.record_format,
+        "split": pcfg.split_settings(),
+        "counts": counts,
+        "shards": {split: [{"file": s["file"], "records": s["records"]} for s in shards if s["split"] == split]
+                   for split in SPLITS},
+        "skipped": sorted((item for s in shards for item in s["skipped"]), key=lambda item: item["path"]),
+        "ignored": sorted(ignored),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def is_prepared(path: str) -> bool:
+    return storage.exists(storage.join(path, MANIFEST))
+
+
+def looks_prepared(path: str) -> bool:
+    """A manifest, or the split folders of one: such a folder is never read as raw images."""
+    return is_prepared(path) or any(storage.isdir(storage.join(path, split)) for split in SPLITS)
+
+
+def load_prepared(path: str, image_size: int) -> dict[str, Any]:
+    """The manifest of a finished prepared data set, checked against the training settings."""
+    manifest_path = storage.join(path, MANIFEST)
+    if not storage.exists(manifest_path):
+        raise ConfigError(
+            f"{path!r} has no {MANIFEST}: it is not a finished prepared data set (an interrupted "
+            "jobs/prepare.py leaves none); re-run jobs/prepare.py into it with --overwrite"
+        )
+    try:
+        manifest = read_json(manifest_path)
+    except ValueError as e:
+        raise ConfigError(f"{manifest_path!r} is not valid JSON; re-run jobs/prepare.py with --overwrite") from e
+    if manifest.get("image_size") != image_size:
+        raise ConfigError(
+            f"{path!r} was prepared at {manifest.get('image_size')} px but --image-size is {image_size}; "
+            f"pass --image-size {manifest.get('image_size')} or prepare again with --image-size {image_size}"
+        )
+    missing = [s["file"] for split in SPLITS for s in manifest["shards"][split]
+               if not storage.exists(storage.join(path, s["file"]))]
+    if missing:
+        raise ConfigError(
+            f"{path!r}: {len(missing)} shard(s) listed in {MANIFEST} are missing (first: {missing[0]}); "
+            "re-run jobs/prepare.py with --overwrite"
+        )
+    return manifest
+
+
+def run_prepare_job(pcfg: PrepareConfig, master_url: str | None, bind_setting: str = "auto") -> dict[str, Any]:
+    """The prepare job as spark-submit runs it: checks first, then its own SparkSession."""
+    from .spark_env import bind_address, spark_conf, start_session
+
+    check_output_location(pcfg.data_dir, pcfg.output_dir, pcfg.overwrite)
+    discover(pcfg.data_dir)  # a missing or malformed data dir stops before Spark starts
+    master, user_conf = spark_conf(master_url)
+    address = bind_address(TrainConfig(bind_address=bind_setting), master)
+    spark = start_session("tfos-facecnn-prepare", master, address, user_conf)
+    try:
+        return prepare_on_spark(spark.sparkContext, pcfg)
+    finally:
+        spark.stop()
