@@ -66,9 +66,9 @@ def train_command(master: str, *args: str) -> list[str]:
     return job_command("train.py", master, *args)
 
 
-def run_job(job: str, master: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_job(job: str, master: str, *args: str, timeout: int = 600, cwd: Path = REPO) -> subprocess.CompletedProcess:
     return subprocess.run(
-        job_command(job, master, *args), env=spark_env(), cwd=REPO, capture_output=True, text=True, timeout=timeout
+        job_command(job, master, *args), env=spark_env(), cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
 
 

@@ -11,12 +11,14 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from . import fetch
+from . import fetch, predict_job
 
 # name -> (help line, adds the options, runs the parsed arguments and returns the exit code)
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "download": ("fetch the full face2comics data set into --dest (faces/ and comics/)",
                  fetch.configure_parser, fetch.command),
+    "predict": ("print face/comic and P(face) for each image with an exported model (no Spark)",
+                predict_job.configure_local_parser, predict_job.local_command),
 }
 
 

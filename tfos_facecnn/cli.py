@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import sample_data_dir
-from .config import INPUT_MODES, VARIANTS, ConfigError, TrainConfig, load_yaml, resolve_config
+from .config import ALL_VARIANTS, INPUT_MODES, VARIANTS, ConfigError, TrainConfig, load_yaml, resolve_config
 from .data.tfrecords import RECORD_FORMATS
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf", "train.yaml")
@@ -34,7 +34,9 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", dest="model_dir", help="checkpoints and logs (default output/model)")
     p.add_argument("--export-dir", dest="export_dir",
                    help="exported model.keras + JSON reports (default output/export)")
-    p.add_argument("--variant", choices=VARIANTS, help="base, l1 / l2 (regularised kernels) or dropout")
+    p.add_argument("--variant", choices=(*VARIANTS, ALL_VARIANTS),
+                   help="base, l1 / l2 (regularised kernels), dropout, or all: train the four with the same data "
+                   "and seed into EXPORT_DIR/VARIANT and write EXPORT_DIR/comparison")
     p.add_argument("--epochs", type=int, help="training epochs (default 50)")
     p.add_argument("--batch-size", type=int, dest="batch_size", help="global batch over all TF nodes (default 32)")
     p.add_argument("--image-size", type=int, dest="image_size", help="square input size in pixels (default 350)")
@@ -44,6 +46,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--bind-address", dest="bind_address",
                    help="address of every TFoS/TF socket: 'auto' = 127.0.0.1 on local masters, else TFoS's choice")
     p.add_argument("--seed", type=int, help="seed of weights, shuffling and augmentation")
+    p.add_argument("--no-report", action="store_false", dest="report", default=None,
+                   help="skip the figures and report.md written into EXPORT_DIR/report after training")
     return p
 
 

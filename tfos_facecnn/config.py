@@ -16,6 +16,7 @@ import yaml
 
 INPUT_MODES = ("spark", "tensorflow")
 VARIANTS = ("base", "l1", "l2", "dropout")
+ALL_VARIANTS = "all"  # train every variant with the same data and seed, then compare them
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical", "none")
 
 
@@ -64,6 +65,7 @@ class TrainConfig:
     finish_timeout: int = 600  # s the driver waits, after the feed ends, for every node's export and exit
     steps_safety: float = 0.9  # SPARK mode: run this fraction of the even share of steps so no worker runs dry
     cache_limit_mb: int = 512  # cache decoded validation/test images in a TF node below this size
+    report: bool = True  # after training: figures + report.md in EXPORT_DIR/report (the driver loads 9 images)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,7 +75,7 @@ class TrainConfig:
 _RANGES: dict[str, tuple[float, float]] = {
     "epochs": (1, 100_000),
     "batch_size": (1, 1_000_000),
-    "image_size": (16, 4096),
+    "image_size": (39, 4096),  # 39: the smallest input the three conv/pool blocks leave a 1x1 map for
     "learning_rate": (1e-9, 10.0),
     "l1_factor": (0.0, 1.0),
     "l2_factor": (0.0, 1.0),
@@ -95,7 +97,7 @@ _RANGES: dict[str, tuple[float, float]] = {
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "input_mode": INPUT_MODES,
-    "variant": VARIANTS,
+    "variant": (*VARIANTS, ALL_VARIANTS),
     "flip": FLIP_MODES,
 }
 
@@ -107,6 +109,10 @@ def _coerce(key: str, value: Any, default: Any, annotation: str) -> Any:
         if optional:
             return None
         raise ConfigError(f"config key '{key}': must not be empty; remove it to use the default {default!r}")
+    if annotation == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{key}': expected true or false, got {value!r}")
+        return value
     if "int" in annotation and "float" not in annotation:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"config key '{key}': expected a whole number, got {value!r}")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import sample_data_dir, storage
-from .config import ConfigError, TrainConfig
+from .config import ALL_VARIANTS, VARIANTS, ConfigError, TrainConfig
 from .data.split import SPLITS
 from .driver_inputs import ModeInputs, check_data, spark_mode_inputs, tensorflow_mode_inputs
 from .events import EventServer
@@ -47,10 +47,19 @@ def print_progress(event: dict[str, Any]) -> None:
         print(f"TF node {node} FAILED: {event.get('error')}", file=sys.stderr, flush=True)
 
 
-def run_training(cfg: TrainConfig, master_url: str | None = None) -> TrainResult:
-    """Trains per cfg on Spark with TFoS; raises ConfigError before Spark starts for bad settings."""
-    if cfg.data_dir is None:
-        cfg = replace(cfg, data_dir=sample_data_dir())
+def run_training(cfg: TrainConfig, master_url: str | None = None) -> TrainResult | dict[str, TrainResult]:
+    """Trains per cfg on Spark with TFoS; `variant: all` trains every variant and compares them.
+    Raises ConfigError before Spark starts for bad settings."""
+    cfg = replace(
+        cfg,
+        data_dir=storage.absolute(cfg.data_dir or sample_data_dir()),
+        model_dir=storage.absolute(cfg.model_dir),
+        export_dir=storage.absolute(cfg.export_dir),
+    )
+    runs = [cfg] if cfg.variant != ALL_VARIANTS else [
+        replace(cfg, variant=v, model_dir=storage.join(cfg.model_dir, v), export_dir=storage.join(cfg.export_dir, v))
+        for v in VARIANTS
+    ]
     data = check_data(cfg)
     master, user_conf = spark_conf(master_url)
     nodes = expected_nodes(cfg, master, user_conf)
@@ -74,11 +83,21 @@ def run_training(cfg: TrainConfig, master_url: str | None = None) -> TrainResult
         else:
             inputs = tensorflow_mode_inputs(sc, cfg, data, nodes)
         try:
-            return _train(sc, cfg, master, nodes, address, inputs)
+            results = {}
+            for run in runs:
+                if len(runs) > 1:
+                    print(f"=== variant {run.variant} ===", flush=True)
+                results[run.variant] = _train(sc, run, master, nodes, address, inputs)
         finally:
             inputs.release()
     finally:
         spark.stop()
+    if cfg.variant != ALL_VARIANTS:
+        return results[cfg.variant]
+    from .compare import write_comparison
+
+    print(f"comparison: {write_comparison(cfg.export_dir, results)}", flush=True)
+    return results
 
 
 def _train(sc, cfg: TrainConfig, master: Master, nodes: int, address: str | None, inputs: ModeInputs) -> TrainResult:
@@ -111,6 +130,10 @@ def _train(sc, cfg: TrainConfig, master: Master, nodes: int, address: str | None
     nodes_record = dict(events.state.done)
     write_json(storage.join(cfg.model_dir, "nodes.json"), nodes_record)
     print(f"exported model to {storage.join(cfg.export_dir, MODEL_FILE)}", flush=True)
+    if cfg.report:
+        from .evaluate_job import report_after_training
+
+        print(f"report: {report_after_training(cfg.export_dir, cfg, inputs.summary)}", flush=True)
     return TrainResult(
         cfg.export_dir,
         read_json(storage.join(cfg.export_dir, "history.json")),

@@ -53,6 +53,45 @@ def run_train(argv: Sequence[str]) -> int:
     except (RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED
-    test = result.metrics.get("test", {})
-    print(f"done: test accuracy={test.get('accuracy')} on {test.get('count')} images; outputs in {result.export_dir}")
+    for variant_result in result.values() if isinstance(result, dict) else [result]:
+        test = variant_result.metrics.get("test", {})
+        print(f"done: test accuracy={test.get('accuracy')} on {test.get('count')} images; "
+              f"outputs in {variant_result.export_dir}")
+    return 0
+
+
+def run_predict(argv: Sequence[str]) -> int:
+    from .predict_job import run_batch_predict
+
+    _logging()
+    try:
+        summary = run_batch_predict(argv)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (RuntimeError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    for path, reason in summary["errors"]:
+        print(f"could not predict {path}: {reason}")
+    print(f"predicted {summary['rows'] - len(summary['errors'])} of {summary['rows']} images into "
+          f"{summary['output']} ({summary['format']}); {len(summary['errors'])} error row(s)")
+    return 0
+
+
+def run_evaluate(argv: Sequence[str]) -> int:
+    from .evaluate_job import run_evaluate as evaluate
+
+    _logging()
+    try:
+        result = evaluate(argv)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (RuntimeError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    m = result["metrics"]
+    print(f"evaluated {m['count']} images: accuracy={m['accuracy']:.4f} f1={m['f1']:.4f} roc_auc={m['roc_auc']}; "
+          f"{len(m['errors'])} unreadable; report in {result['output_dir']}/report.md")
     return 0

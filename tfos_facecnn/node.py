@@ -97,7 +97,10 @@ def _train_node(args: dict[str, Any], ctx, reporter: EventClient) -> dict[str, A
         inputs = tensorflow_inputs(args, cfg, strategy, per_replica, index, num_workers)
 
     progress = _epoch_progress(reporter, is_chief, cfg.epochs, args["steps_per_epoch"] * cfg.batch_size)
-    callbacks = [progress]
+    # TensorBoard logs: the chief's go to MODEL_DIR/tensorboard; the others' to a temporary dir, since
+    # every worker must run the same callbacks under MultiWorkerMirroredStrategy.
+    board_dir = storage.join(cfg.model_dir, "tensorboard") if is_chief else tempfile.mkdtemp(prefix="facecnn-tb-")
+    callbacks = [progress, tf.keras.callbacks.TensorBoard(board_dir, update_freq="epoch", profile_batch=0)]
     history = model.fit(
         inputs.train,
         epochs=cfg.epochs,

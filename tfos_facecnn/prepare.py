@@ -40,7 +40,8 @@ class PrepareConfig:
 
     @classmethod
     def from_train_config(cls, cfg: TrainConfig, output_dir: str, **overrides: Any) -> PrepareConfig:
-        return cls(data_dir=cfg.data_dir or "", output_dir=output_dir, image_size=cfg.image_size,
+        return cls(data_dir=storage.absolute(cfg.data_dir or ""), output_dir=storage.absolute(output_dir),
+                   image_size=cfg.image_size,
                    split_seed=cfg.split_seed, val_fraction=cfg.val_fraction,
                    test_fraction_of_val=cfg.test_fraction_of_val, **overrides)
 

@@ -23,6 +23,11 @@ def local_path(path: str) -> str:
     return urlparse(path).path if path.startswith("file:") else path
 
 
+def absolute(path: str) -> str:
+    """Local paths made absolute on the driver: executors run in other working directories."""
+    return os.path.abspath(local_path(path)) if is_local(path) else path
+
+
 def join(base: str, *parts: str) -> str:
     if is_local(base):
         return os.path.join(local_path(base), *parts)

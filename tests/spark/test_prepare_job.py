@@ -14,14 +14,14 @@ pytestmark = [pytest.mark.spark, pytest.mark.timeout(300)]
 
 def test_prepare_job_writes_then_refuses_to_overwrite(tmp_path: Path):
     out = tmp_path / "prepared"
-    first = run_job("prepare.py", "local[*]", "--output-dir", str(out), "--image-size", "32", "--num-shards", "2",
+    first = run_job("prepare.py", "local[*]", "--output-dir", str(out), "--image-size", "40", "--num-shards", "2",
                     timeout=240)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert f"prepared {out}: train 50, val 16, test 4 records (jpeg, 32 px); 0 skipped" in first.stdout
+    assert f"prepared {out}: train 50, val 16, test 4 records (jpeg, 40 px); 0 skipped" in first.stdout
     manifest = json.loads((out / "manifest.json").read_text())
     assert [s["file"] for s in manifest["shards"]["train"]] == [
         "train/part-00000-of-00002.tfrecord", "train/part-00001-of-00002.tfrecord"]
-    again = run_job("prepare.py", "local[*]", "--output-dir", str(out), "--image-size", "32", timeout=240)
+    again = run_job("prepare.py", "local[*]", "--output-dir", str(out), "--image-size", "40", timeout=240)
     assert again.returncode == 2
     assert "already exists; pass --overwrite to replace it" in again.stdout + again.stderr
     assert json.loads((out / "manifest.json").read_text()) == manifest

@@ -33,6 +33,8 @@ def test_shipped_yaml_resolves_to_the_defaults():
     ({"input_mode": "magic"}, "'input_mode'"),
     ({"learning_rate": True}, "'learning_rate': expected a number"),
     ({"augment": {"flip": "diagonal"}}, "'flip'"),
+    ({"image_size": 38}, "'image_size': 38 is out of range \\[39, 4096\\]"),
+    ({"report": "yes"}, "'report': expected true or false"),
 ])
 def test_bad_values_name_the_key(values, message):
     with pytest.raises(ConfigError, match=message):

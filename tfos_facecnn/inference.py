@@ -1,0 +1,177 @@
+"""Inference with an exported model: input listing, one-process prediction, and Spark batch inference.
+
+Spark partitions each load the model once (shipped as a broadcast of the .keras file, so executors
+need no access to the export dir) and predict in batches; unreadable inputs become rows with an
+error instead of stopping the job. The driver never loads pixels.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import storage
+from .config import ConfigError
+from .data.discover import IMAGE_EXTENSIONS, LABEL_NAMES
+from .data.images import ImageDecodeError, decode_image
+from .export import MODEL_FILE
+
+BATCH = 64  # images per predict call: amortises the call overhead, bounded memory at any image size
+LIST_SUFFIXES = (".txt", ".lst", ".list")  # a file of paths, one per line
+GLOB_CHARS = "*?["
+
+
+@dataclass(frozen=True)
+class Prediction:
+    path: str
+    p_face: float | None
+    label: str | None
+    error: str | None
+
+
+def model_file(model: str) -> str:
+    """An export dir (holding model.keras) or a .keras file -> the .keras file; a clear error otherwise."""
+    if model.endswith(".keras"):
+        if not storage.exists(model):
+            raise ConfigError(f"model file {model!r} does not exist; pass --model with an exported model.keras")
+        return model
+    candidate = storage.join(model, MODEL_FILE)
+    if not storage.exists(candidate):
+        raise ConfigError(
+            f"{model!r} holds no {MODEL_FILE}; pass --model with the --export-dir of a finished training run"
+        )
+    return candidate
+
+
+def load_model(path: str):
+    """Loads a model.keras with tf-keras in safe mode (no arbitrary code from the file)."""
+    from .kerasenv import legacy_keras
+
+    keras = legacy_keras()
+    if storage.is_local(path):
+        return keras.models.load_model(storage.local_path(path), compile=False, safe_mode=True)
+    return load_model_bytes(storage.read_bytes(path))
+
+
+def load_model_bytes(data: bytes):
+    from .kerasenv import legacy_keras
+
+    with tempfile.TemporaryDirectory(prefix="facecnn-model-") as tmp:
+        local = os.path.join(tmp, MODEL_FILE)
+        with open(local, "wb") as handle:
+            handle.write(data)
+        return legacy_keras().models.load_model(local, compile=False, safe_mode=True)
+
+
+def image_size_of(model) -> int:
+    return int(model.input_shape[1])
+
+
+def label_of(p_face: float) -> str:
+    from .metrics import THRESHOLD
+
+    return LABEL_NAMES[1] if p_face >= THRESHOLD else LABEL_NAMES[0]
+
+
+def expand_inputs(inputs: Sequence[str]) -> list[str]:
+    """Folders (their .jpg/.jpeg/.png files, recursively), globs, list files (one path per line) and
+    plain paths -> the paths to predict, in order. Missing paths stay in: they get an error row."""
+    paths: list[str] = []
+    for item in inputs:
+        if any(c in item for c in GLOB_CHARS):
+            matches = sorted(glob.glob(item) if storage.is_local(item) else _gfile_glob(item))
+            if not matches:
+                raise ConfigError(f"input glob {item!r} matches no file; check the pattern")
+            paths += matches
+        elif storage.isdir(item):
+            found = [storage.join(item, rel) for rel in storage.walk_files(item)
+                     if rel.lower().endswith(IMAGE_EXTENSIONS) and not rel.rsplit("/", 1)[-1].startswith(".")]
+            if not found:
+                raise ConfigError(f"input folder {item!r} holds no .jpg/.jpeg/.png file")
+            paths += found
+        elif item.lower().endswith(LIST_SUFFIXES) and storage.exists(item):
+            lines = storage.read_bytes(item).decode("utf-8").splitlines()
+            paths += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        else:
+            paths.append(item)
+    paths = [storage.absolute(path) for path in paths]  # executors run in other working directories
+    if not paths:
+        raise ConfigError("no input images given; pass folders, globs, list files or image paths")
+    return paths
+
+
+def _gfile_glob(pattern: str) -> list[str]:
+    import tensorflow as tf
+
+    return tf.io.gfile.glob(pattern)
+
+
+def _load_or_error(path: str, size: int) -> np.ndarray | str:
+    try:
+        if storage.isdir(path):
+            return "is a directory, not an image"
+        return decode_image(storage.read_bytes(path), size)
+    except FileNotFoundError:
+        return "no such file"
+    except (OSError, ImageDecodeError) as e:
+        return str(e) or type(e).__name__
+
+
+def predict_paths(model, paths: Iterable[str], batch_size: int = BATCH) -> Iterator[Prediction]:
+    """One Prediction per path, in order; batches of decodable images go through the model."""
+    size = image_size_of(model)
+    pending: list[tuple[str, np.ndarray | str]] = []
+
+    def flush() -> Iterator[Prediction]:
+        good = [(i, item) for i, (_, item) in enumerate(pending) if isinstance(item, np.ndarray)]
+        probabilities = {}
+        if good:
+            batch = np.stack([pixels for _, pixels in good]).astype(np.float32)
+            for (i, _), p in zip(good, model.predict_on_batch(batch).reshape(-1), strict=True):
+                probabilities[i] = float(p)
+        for i, (path, item) in enumerate(pending):
+            if i in probabilities:
+                yield Prediction(path, probabilities[i], label_of(probabilities[i]), None)
+            else:
+                yield Prediction(path, None, None, str(item))
+        pending.clear()
+
+    for path in paths:
+        pending.append((path, _load_or_error(path, size)))
+        if len(pending) >= batch_size:
+            yield from flush()
+    yield from flush()
+
+
+_WORKER_MODELS: dict[str, Any] = {}  # one loaded model per Python worker and model digest
+
+
+def predict_partition(model_broadcast, digest: str, batch_size: int) -> Callable:
+    """Executor side: load the broadcast model once per Python worker, then predict the partition."""
+
+    def run(paths: Iterable[str]) -> Iterator[tuple]:
+        model = _WORKER_MODELS.get(digest)
+        if model is None:
+            model = _WORKER_MODELS[digest] = load_model_bytes(model_broadcast.value)
+        for row in predict_paths(model, paths, batch_size):
+            yield row.path, row.p_face, row.label, row.error
+
+    return run
+
+
+def predict_on_spark(sc, model_path: str, paths: Sequence[str], batch_size: int = BATCH):
+    """RDD of (path, p_face, label, error) rows, one per input path."""
+    data = storage.read_bytes(model_path)
+    broadcast = sc.broadcast(data)
+    partitions = max(sc.defaultParallelism, math.ceil(len(paths) / (4 * batch_size)))
+    return sc.parallelize(list(paths), partitions).mapPartitions(
+        predict_partition(broadcast, hashlib.sha256(data).hexdigest(), batch_size)
+    )
