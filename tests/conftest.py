@@ -54,10 +54,12 @@ def spark_submit() -> str:
     return str(found) if found.exists() else shutil.which("spark-submit") or "spark-submit"
 
 
-def job_command(job: str, master: str, *args: str) -> list[str]:
+def job_command(job: str, master: str, *args: str, conf: tuple[str, ...] = ()) -> list[str]:
+    """spark-submit of jobs/JOB; `conf` adds Spark settings (KEY=VALUE) before the script."""
+    extra = [item for setting in conf for item in ("--conf", setting)]
     return [
         spark_submit(), "--master", master, "--properties-file", str(REPO / "conf" / "spark-defaults.conf"),
-        "--conf", "spark.ui.enabled=false",
+        "--conf", "spark.ui.enabled=false", *extra,
         str(REPO / "jobs" / job), *args,
     ]
 

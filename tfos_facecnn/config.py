@@ -63,6 +63,9 @@ class TrainConfig:
     reservation_timeout: int = 120  # s for all TF nodes to register (TFoS default: 600)
     feed_timeout: int = 300  # s a Spark feeder waits for its TF node to drain a partition
     finish_timeout: int = 600  # s the driver waits, after the feed ends, for every node's export and exit
+    node_timeout: int = 120  # s without a heartbeat before the driver declares a TF node dead and stops the job
+    collective_timeout: int = 300  # s a collective op may wait for its peers (longer than any step + validation)
+    overwrite: bool = False  # train again even when MODEL_DIR holds a finished or different run
     steps_safety: float = 0.9  # SPARK mode: run this fraction of the even share of steps so no worker runs dry
     cache_limit_mb: int = 512  # cache decoded validation/test images in a TF node below this size
     report: bool = True  # after training: figures + report.md in EXPORT_DIR/report (the driver loads 9 images)
@@ -86,6 +89,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "reservation_timeout": (1, 86_400),
     "feed_timeout": (1, 86_400),
     "finish_timeout": (1, 86_400),
+    "node_timeout": (5, 86_400),
+    "collective_timeout": (10, 86_400),
     "steps_safety": (0.1, 1.0),
     "cache_limit_mb": (0, 1_000_000),
     "rotation": (0.0, 1.0),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import math
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -23,12 +22,11 @@ from .config import TrainConfig, resolve_config
 from .data.discover import LABEL_NAMES, discover
 from .data.images import decode_image
 from .data.records import assign_splits
-from .data.split import SPLITS, TEST
+from .data.split import SPLITS
 from .export import publish, read_json, staging_dir, write_json
 from .metrics import classification_metrics
 
 GRID_SIZE = 9  # the reference study's 3x3 grid of test images
-REPORT_MARKER = "_SUCCESS"
 
 
 @dataclass
@@ -166,7 +164,7 @@ def write_evaluation(out_dir: str, model, cfg: TrainConfig, scored: Scored, grid
     write_json(storage.join(staging, "metrics.json"), metrics)
     storage.write_bytes_atomic(storage.join(staging, "predictions.csv"), _predictions_csv(scored))
     write_report_page(staging, title, metrics, figures, history=history)
-    publish(staging, out_dir, run_id, marker=REPORT_MARKER)
+    publish(staging, out_dir, run_id)
     return metrics
 
 
@@ -176,11 +174,3 @@ def check_split(split: str) -> str:
     if split not in (*SPLITS, "all"):
         raise ConfigError(f"--split {split!r} is not one of {', '.join(SPLITS)}, all")
     return split
-
-
-def default_split() -> str:
-    return TEST
-
-
-def partitions_for(count: int) -> int:
-    return max(1, math.ceil(count / 256))

@@ -31,6 +31,9 @@ class NodeEvents:
     done: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
     started: dict[str, dict[str, Any]] = field(default_factory=dict)
+    last_seen: dict[str, float] = field(default_factory=dict)  # node -> monotonic time of its last event
+    # node -> (batches done, phase, monotonic time the batch count last changed), from heartbeats
+    progress: dict[str, tuple[int, str, float]] = field(default_factory=dict)
 
 
 class EventServer:
@@ -40,7 +43,7 @@ class EventServer:
         self.token = secrets.token_hex(16)
         self.state = NodeEvents()
         self.changed = threading.Condition()
-        self._on_event = on_event
+        self.on_event = on_event
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.bind((host, 0))
         self._sock.listen(16)
@@ -87,7 +90,13 @@ class EventServer:
     def _record(self, event: dict[str, Any]) -> None:
         kind, node = event.get("kind"), str(event.get("node"))
         with self.changed:
-            if kind == "epoch":
+            now = self.state.last_seen[node] = time.monotonic()
+            if kind == "heartbeat":
+                batches, phase = int(event.get("batches", 0)), str(event.get("phase", ""))
+                previous = self.state.progress.get(node)
+                changed = now if previous is None or previous[0] != batches else previous[2]
+                self.state.progress[node] = (batches, phase, changed)
+            elif kind == "epoch":
                 self.state.epochs.append(event)
             elif kind == "done":
                 self.state.done[node] = event
@@ -96,8 +105,31 @@ class EventServer:
             elif kind == "started":
                 self.state.started[node] = event
             self.changed.notify_all()
-        if self._on_event is not None:
-            self._on_event(event)
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def record_failure(self, node: str, error: str) -> None:
+        """A failure the driver itself found (a node that went silent), reported like a node's own."""
+        self._record({"kind": "failed", "node": node, "error": error, "log_tail": []})
+
+    def silent_nodes(self, timeout_s: float) -> list[tuple[str, float]]:
+        """Started nodes, neither done nor failed, not heard from for longer than timeout_s."""
+        now = time.monotonic()
+        with self.changed:
+            failed = {str(f.get("node")) for f in self.state.failures}
+            return [(node, now - self.state.last_seen[node]) for node in self.state.started
+                    if node not in self.state.done and node not in failed
+                    and now - self.state.last_seen[node] > timeout_s]
+
+    def stalled_nodes(self, timeout_s: float) -> list[tuple[str, int, float]]:
+        """Nodes alive but training no further: in the training phase, batch count unchanged for
+        longer than timeout_s (a dead peer's collective, a starved feed)."""
+        now = time.monotonic()
+        with self.changed:
+            failed = {str(f.get("node")) for f in self.state.failures}
+            return [(node, batches, now - changed) for node, (batches, phase, changed) in self.state.progress.items()
+                    if phase == "train" and node not in self.state.done and node not in failed
+                    and now - changed > timeout_s]
 
     def wait_for(self, predicate: Callable[[NodeEvents], bool], timeout_s: float) -> bool:
         """Waits until predicate(state) holds or a failure arrives; False on timeout."""
@@ -119,6 +151,8 @@ class EventServer:
 class EventClient:
     """Used inside a TF node. Reporting must never kill training, so send() logs instead of raising."""
 
+    last_success: float = 0.0
+
     def __init__(self, address: tuple[str, int] | list, token: str, node: str) -> None:
         self.address = (str(address[0]), int(address[1]))
         self.token = token
@@ -129,6 +163,7 @@ class EventClient:
         try:
             with socket.create_connection(self.address, timeout=CONNECT_TIMEOUT_S) as conn:
                 conn.sendall(json.dumps(event, default=str).encode("utf-8"))
+            self.last_success = time.monotonic()
             return True
         except OSError as e:
             logger.warning("could not report %r to the driver at %s:%d: %s", kind, *self.address, e)

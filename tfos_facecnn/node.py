@@ -12,11 +12,11 @@ import logging
 import os
 import socket
 import tempfile
-import time
 import traceback
 from typing import Any
 
 from .events import EventClient
+from .node_callbacks import PROGRESS_FILE, Heartbeat, epoch_progress, inject_fault
 
 logger = logging.getLogger("tfos_facecnn.node")
 LOG_TAIL_LINES = 40  # how much of a failed node's log travels with its error to the driver
@@ -40,10 +40,13 @@ def main_fun(args: dict[str, Any], ctx) -> None:
     root = logging.getLogger()
     root.addHandler(tail)
     root.setLevel(logging.INFO)
+    status = {"phase": "setup", "batches": 0}
+    heartbeat = Heartbeat(reporter, args["node_timeout"], status)
     try:
         reporter.send("started", host=socket.gethostname(), pid=os.getpid(), executor_id=ctx.executor_id,
                       tf_address=ctx.cluster_spec[ctx.job_name][ctx.task_index])
-        record = _train_node(args, ctx, reporter)
+        heartbeat.start()
+        record = _train_node(args, ctx, reporter, status)
         reporter.send("done", **record)
     except BaseException as e:
         logger.error("TF node %s failed: %s", node, e)
@@ -55,12 +58,16 @@ def main_fun(args: dict[str, Any], ctx) -> None:
         )
         raise
     finally:
+        heartbeat.stop()
         root.removeHandler(tail)
 
 
 def _configure_tf(threads: int):
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    # TF 2.21's oneDNN graph rewrites intermittently break this CNN under MultiWorkerMirroredStrategy
+    # ("input depth must be evenly divisible by filter depth: 3 vs 32"); Eigen's kernels do not.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     import tensorflow as tf
 
     if threads > 0:
@@ -70,7 +77,7 @@ def _configure_tf(threads: int):
     return tf
 
 
-def _train_node(args: dict[str, Any], ctx, reporter: EventClient) -> dict[str, Any]:
+def _train_node(args: dict[str, Any], ctx, reporter: EventClient, status: dict[str, Any]) -> dict[str, Any]:
     from . import storage
     from .config import TrainConfig, resolve_config
     from .export import MODEL_FILE, publish, staging_dir, write_json
@@ -82,7 +89,7 @@ def _train_node(args: dict[str, Any], ctx, reporter: EventClient) -> dict[str, A
     tf = _configure_tf(args["threads"])
     num_workers, index = ctx.num_workers, _worker_index(ctx)
     is_chief = ctx.job_name == "chief"
-    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=args["collective_timeout"])
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=cfg.collective_timeout)
     strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     per_replica = cfg.batch_size // strategy.num_replicas_in_sync
     logger.info("node %s:%d of %d workers, per-replica batch %d",
@@ -96,11 +103,21 @@ def _train_node(args: dict[str, Any], ctx, reporter: EventClient) -> dict[str, A
     else:
         inputs = tensorflow_inputs(args, cfg, strategy, per_replica, index, num_workers)
 
-    progress = _epoch_progress(reporter, is_chief, cfg.epochs, args["steps_per_epoch"] * cfg.batch_size)
+    node = f"{ctx.job_name}:{ctx.task_index}"
+    progress = epoch_progress(reporter, node, is_chief, cfg.epochs, args["steps_per_epoch"] * cfg.batch_size,
+                              storage.join(cfg.model_dir, PROGRESS_FILE), args["fingerprint"], args["history"],
+                              status)
     # TensorBoard logs: the chief's go to MODEL_DIR/tensorboard; the others' to a temporary dir, since
     # every worker must run the same callbacks under MultiWorkerMirroredStrategy.
     board_dir = storage.join(cfg.model_dir, "tensorboard") if is_chief else tempfile.mkdtemp(prefix="facecnn-tb-")
-    callbacks = [progress, tf.keras.callbacks.TensorBoard(board_dir, update_freq="epoch", profile_batch=0)]
+    callbacks = [
+        # Saves the training state every epoch (all workers; built for MultiWorkerMirroredStrategy) and
+        # restores it when the same command runs again after a crash. Listed first: `progress` records
+        # an epoch as done only after its state is saved.
+        tf.keras.callbacks.BackupAndRestore(storage.join(cfg.model_dir, "backup"), save_freq="epoch"),
+        progress,
+        tf.keras.callbacks.TensorBoard(board_dir, update_freq="epoch", profile_batch=0),
+    ]
     history = model.fit(
         inputs.train,
         epochs=cfg.epochs,
@@ -111,6 +128,11 @@ def _train_node(args: dict[str, Any], ctx, reporter: EventClient) -> dict[str, A
         verbose=0,
     )
     inputs.finish()
+    expected, ran = cfg.epochs - len(args["history"]), len(history.history.get("loss", []))
+    if ran < expected:
+        # Keras stops early, with only a warning, when its input runs dry; a peer would then wait on us.
+        hint = " (Spark fed this node less than its share: lower steps_safety)" if args["input_mode"] == "spark" else ""
+        raise RuntimeError(f"training stopped after {ran} of {expected} epochs: the input ran out of data{hint}")
 
     # Every worker saves (tf-keras runs collectives in save); only the chief keeps its copy.
     checkpoint_dir = storage.join(cfg.model_dir, "final") if is_chief else tempfile.mkdtemp(prefix="facecnn-")
@@ -124,7 +146,7 @@ def _train_node(args: dict[str, Any], ctx, reporter: EventClient) -> dict[str, A
         "pid": os.getpid(),
         **inputs.record,
         "steps_per_epoch": args["steps_per_epoch"],
-        "epochs": len(history.history.get("loss", [])),
+        "epochs_run": len(history.history.get("loss", [])),
     }
     if not is_chief:
         return record
@@ -134,7 +156,8 @@ def _train_node(args: dict[str, Any], ctx, reporter: EventClient) -> dict[str, A
     storage.makedirs(staging)
     exported = inference_copy(model, cfg)
     exported.save(storage.join(staging, MODEL_FILE))
-    history_rows = _history_rows(history.history, progress.images_per_s)
+    inject_fault(node, "export")
+    history_rows = progress.rows
     names, labels, probabilities = inputs.test_predictions(exported)
     test_metrics = classification_metrics(labels, probabilities)
     metrics = {
@@ -162,42 +185,3 @@ def _worker_index(ctx) -> int:
     return 0 if ctx.job_name == "chief" else ctx.task_index + 1
 
 
-def _history_rows(history: dict[str, list], images_per_s: list[float]) -> list[dict[str, Any]]:
-    rows = []
-    for epoch in range(len(history.get("loss", []))):
-        row = {"epoch": epoch + 1, **{k: float(v[epoch]) for k, v in history.items()}}
-        if epoch < len(images_per_s):
-            row["images_per_s"] = images_per_s[epoch]
-        rows.append(row)
-    return rows
-
-
-def _epoch_progress(reporter: EventClient, is_chief: bool, epochs: int, images_per_epoch: int):
-    """A Keras callback that times each epoch's training steps; the chief sends the epoch's metrics
-    to the driver's console. Built on call so that importing this module never imports TF."""
-    from .kerasenv import legacy_keras
-
-    class EpochProgress(legacy_keras().callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.images_per_s: list[float] = []
-            self._started = 0.0
-            self._train_seconds: float | None = None
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._started = time.perf_counter()
-            self._train_seconds = None
-
-        def on_test_begin(self, logs=None):
-            if self._train_seconds is None:  # validation starts: the training steps are over
-                self._train_seconds = time.perf_counter() - self._started
-
-        def on_epoch_end(self, epoch, logs=None):
-            seconds = self._train_seconds or (time.perf_counter() - self._started)
-            rate = images_per_epoch / max(seconds, 1e-9)
-            self.images_per_s.append(rate)
-            if is_chief:
-                metrics = {k: float(v) for k, v in (logs or {}).items()}
-                reporter.send("epoch", epoch=epoch + 1, epochs=epochs, metrics=metrics, images_per_s=rate)
-
-    return EpochProgress()

@@ -31,19 +31,19 @@ class NodeInputs:
 
 
 class _FeedCounter:
-    """Pulls (pixels, label) items from the TFoS queue and counts them for the node record."""
+    """Pulls chunks of (pixels, label) items from the TFoS queue (the driver feeds lists of them: one
+    IPC round trip per chunk, not per image) and counts the images for the node record."""
 
-    def __init__(self, feed, chunk: int) -> None:
+    def __init__(self, feed) -> None:
         self.feed = feed
-        self.chunk = chunk
         self.items = 0
 
     def __call__(self):
         while not self.feed.should_stop():
-            batch = self.feed.next_batch(self.chunk)
-            if not batch:
-                return
-            for item in batch:
+            elements = self.feed.next_batch(1)
+            if not elements:
+                break
+            for item in elements[0]:
                 self.items += 1
                 yield item
 
@@ -56,7 +56,7 @@ def _val_steps(sizes_per_worker: list[int], per_replica: int) -> int:
 
 def spark_inputs(args: dict[str, Any], cfg: TrainConfig, ctx, strategy, per_replica: int, index: int,
                  workers: int) -> NodeInputs:
-    counter = _FeedCounter(ctx.get_data_feed(train_mode=True), chunk=per_replica)
+    counter = _FeedCounter(ctx.get_data_feed(train_mode=True))
     train = strategy.distribute_datasets_from_function(
         lambda _: feed_dataset(counter, cfg.image_size, per_replica, cfg.seed + index)
     )

@@ -10,7 +10,10 @@ import numpy as np
 from .data.images import ImageDecodeError, decode_image
 from .storage import read_bytes
 
-SHUFFLE_BUFFER = 256  # items; at 350 px that is ~94 MB of uint8 pixels per node
+# Items a node's feed shuffles over. Small on purpose: a node pulls from its TFoS queue only what it
+# is about to train on, so Spark's executors share the data out in step with the nodes (a greedy node
+# would take more than its share and starve another). Executors shuffle each partition too.
+FEED_SHUFFLE_BUFFER = 64
 
 
 def worker_share(records: Sequence, num_workers: int, worker_index: int) -> list:
@@ -58,8 +61,8 @@ def feed_dataset(items: Callable[[], Iterator[tuple[bytes, int]]], image_size: i
         generate,
         output_signature=(tf.TensorSpec(shape, tf.uint8), tf.TensorSpec((), tf.float32)),
     )
-    dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=seed).batch(per_replica_batch, drop_remainder=True)
-    return _as_model_input(tf, dataset).prefetch(tf.data.AUTOTUNE).with_options(_options(tf))
+    dataset = dataset.shuffle(FEED_SHUFFLE_BUFFER, seed=seed).batch(per_replica_batch, drop_remainder=True)
+    return _as_model_input(tf, dataset).prefetch(1).with_options(_options(tf))
 
 
 def decode_file(path: str, image_size: int) -> np.ndarray:

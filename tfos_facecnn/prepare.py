@@ -18,7 +18,7 @@ from typing import Any
 from . import storage
 from .config import ConfigError, TrainConfig
 from .data.discover import LABEL_NAMES, discover
-from .data.records import assign_splits
+from .data.records import assign_splits, conflicting_files, content_digest
 from .data.split import SPLITS, TRAIN
 from .export import publish, read_json, staging_dir, write_json
 
@@ -122,7 +122,12 @@ def prepare_on_spark(sc, pcfg: PrepareConfig) -> dict[str, Any]:
     found = discover(pcfg.data_dir)
     records = assign_splits(found, pcfg.split_seed, pcfg.val_fraction, pcfg.test_fraction_of_val)
     root = found.root.rstrip("/") + "/"
-    items = [(r.path, r.label, r.split, r.path[len(root):]) for r in records]
+    conflicts = conflicting_files(
+        sc.parallelize([(r.path, r.label) for r in records], max(1, sc.defaultParallelism))
+        .map(lambda item: (item[0], item[1], _digest_or_none(item[0]))).collect()
+    )
+    excluded = {path for path, _ in conflicts}
+    items = [(r.path, r.label, r.split, r.path[len(root):]) for r in records if r.path not in excluded]
     per_split = {split: sum(1 for it in items if it[2] == split) for split in SPLITS}
     shards = shard_counts(per_split, pcfg.num_shards or max(2, 2 * sc.defaultParallelism))
     names = [(split, shard_name(split, i, shards[split])) for split in SPLITS for i in range(shards[split])]
@@ -137,7 +142,8 @@ def prepare_on_spark(sc, pcfg: PrepareConfig) -> dict[str, Any]:
             .mapPartitionsWithIndex(write_partition(staging, pcfg.image_size, pcfg.record_format, names))
             .collect()
         )
-        manifest = build_manifest(pcfg, found.root, sorted(results, key=lambda r: r["file"]), found.ignored)
+        manifest = build_manifest(pcfg, found.root, sorted(results, key=lambda r: r["file"]), found.ignored,
+                                  [{"path": path, "reason": reason} for path, reason in conflicts])
         write_json(storage.join(staging, MANIFEST), manifest)  # last: marks the data set complete
         publish(staging, pcfg.output_dir, run_id, marker=None)
     except BaseException:
@@ -147,7 +153,16 @@ def prepare_on_spark(sc, pcfg: PrepareConfig) -> dict[str, Any]:
     return manifest
 
 
-def build_manifest(pcfg: PrepareConfig, root: str, shards: list[dict[str, Any]], ignored: Iterable[str]) -> dict:
+def _digest_or_none(path: str) -> str | None:
+    """Executor side of the duplicate check; an unreadable file is reported by the decode pass."""
+    try:
+        return content_digest(storage.read_bytes(path))
+    except OSError:
+        return None
+
+
+def build_manifest(pcfg: PrepareConfig, root: str, shards: list[dict[str, Any]], ignored: Iterable[str],
+                   excluded: list[dict[str, str]]) -> dict:
     counts = {split: {name: 0 for name in LABEL_NAMES.values()} for split in SPLITS}
     for shard in shards:
         for name, n in shard["classes"].items():
@@ -163,7 +178,8 @@ def build_manifest(pcfg: PrepareConfig, root: str, shards: list[dict[str, Any]],
         "counts": counts,
         "shards": {split: [{"file": s["file"], "records": s["records"]} for s in shards if s["split"] == split]
                    for split in SPLITS},
-        "skipped": sorted((item for s in shards for item in s["skipped"]), key=lambda item: item["path"]),
+        "skipped": sorted([*excluded, *(item for s in shards for item in s["skipped"])],
+                          key=lambda item: item["path"]),
         "ignored": sorted(ignored),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

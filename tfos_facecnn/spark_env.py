@@ -92,10 +92,15 @@ def session_settings(master: Master, address: str | None, conf: dict[str, str]) 
         "spark.task.maxFailures": "1",
         # TFoS pins one TF node to each executor for the whole job.
         "spark.dynamicAllocation.enabled": "false",
+        # InputMode.SPARK: any free executor must feed its node at once. Waiting for the executor that
+        # caches a partition would hand every epoch the same uneven split and starve one node.
+        "spark.locality.wait": "0",
         # InputMode.SPARK runs TF in a background process of a reused Python worker.
         "spark.python.worker.reuse": "true",
         "spark.executorEnv.TF_USE_LEGACY_KERAS": "1",
         "spark.executorEnv.TF_CPP_MIN_LOG_LEVEL": "1",
+        # oneDNN's graph rewrites intermittently corrupt the CNN under MultiWorkerMirroredStrategy.
+        "spark.executorEnv.TF_ENABLE_ONEDNN_OPTS": "0",
     }
     if master.kind in ("local", "local-cluster"):
         # Executors on this machine run the driver's interpreter (the venv with TF installed).

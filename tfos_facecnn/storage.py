@@ -114,6 +114,13 @@ def remove_tree(path: str) -> None:
         _gfile().rmtree(path)
 
 
+def remove_file(path: str) -> None:
+    if is_local(path):
+        os.remove(local_path(path))
+    else:
+        _gfile().remove(path)
+
+
 def rename(src: str, dst: str) -> None:
     if is_local(src):
         os.replace(local_path(src), local_path(dst))

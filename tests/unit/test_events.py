@@ -36,3 +36,29 @@ def test_client_never_raises_when_the_driver_is_gone():
     address = server.address
     server.stop()
     assert EventClient(address, "t", "chief:0").send("epoch") is False
+
+
+def test_silent_and_stalled_nodes_are_found():
+    import time
+
+    server = EventServer("127.0.0.1")
+    try:
+        quiet = EventClient(server.address, server.token, "worker:0")
+        stuck = EventClient(server.address, server.token, "chief:0")
+        quiet.send("started")
+        stuck.send("started")
+        stuck.send("heartbeat", batches=7, phase="train")
+        assert server.wait_for(lambda s: "chief:0" in s.progress, timeout_s=10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not server.stalled_nodes(0.3):
+            stuck.send("heartbeat", batches=7, phase="train")  # alive, but the count does not move
+        sent = time.monotonic()
+        stuck.send("heartbeat", batches=7, phase="train")
+        assert server.wait_for(lambda s: s.last_seen["chief:0"] >= sent, timeout_s=10)
+        assert [node for node, _ in server.silent_nodes(0.3)] == ["worker:0"]
+        assert [(node, batches) for node, batches, _ in server.stalled_nodes(0.3)] == [("chief:0", 7)]
+        stuck.send("heartbeat", batches=8, phase="train")
+        assert server.wait_for(lambda s: s.progress["chief:0"][0] == 8, timeout_s=10)
+        assert server.stalled_nodes(5) == []
+    finally:
+        server.stop()

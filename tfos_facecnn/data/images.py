@@ -11,6 +11,7 @@ from PIL import Image, ImageOps
 # Pillow refuses images above twice this many pixels; a warning above it becomes our refusal too,
 # so a decompression bomb is skipped with a reason instead of eating an executor's memory.
 MAX_PIXELS = 89_478_485
+IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")  # PNG, JPEG: a file that starts so is an image
 
 
 class ImageDecodeError(ValueError):
@@ -59,6 +60,8 @@ def decode_image(data: bytes, size: int) -> np.ndarray:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageDecodeError(f"image too large: {e}") from e
     except Image.UnidentifiedImageError as e:
+        if data.startswith(IMAGE_SIGNATURES):
+            raise ImageDecodeError("corrupt image: its header is damaged (bad checksum or fields)") from e
         raise ImageDecodeError("not an image Pillow can identify") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageDecodeError(f"corrupt image: {e}") from e

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -42,6 +43,22 @@ def data_summary(
         "skipped": [{"path": path, "reason": reason} for path, reason in sorted(skipped)],
         "ignored": sorted(ignored),
     }
+
+
+def conflicting_files(rows: Iterable[tuple[str, int, str | None]]) -> list[tuple[str, str]]:
+    """(path, label, content digest) -> the files whose identical bytes sit under both classes: their
+    label is contradictory, so they are skipped rather than taught both ways."""
+    labels: dict[str, set[int]] = {}
+    for _, label, digest in rows:
+        if digest is not None:
+            labels.setdefault(digest, set()).add(label)
+    both = {digest for digest, seen in labels.items() if len(seen) > 1}
+    return [(path, "identical file in faces/ and comics/: contradictory labels")
+            for path, _, digest in rows if digest in both]
+
+
+def content_digest(data: bytes) -> str:
+    return hashlib.sha1(data, usedforsecurity=False).hexdigest()
 
 
 def check_splits_usable(counts: dict[str, dict[str, int]]) -> None:

@@ -1,0 +1,137 @@
+"""Training measurements: (a) baseline fit, (b) TENSORFLOW mode, (c) SPARK mode, (c2) SPARK mode from
+the raw JPEGs, (e) scaling, (f) start-up, (g) memory. Each returns one figure (a dict with `value`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.common import median, run_streaming, steady, worker_command
+from bench.suite import Suite, TrainRun
+
+LOCAL = "local[*]"
+ONE_NODE = "local-cluster[1,1,2048]"
+TWO_NODES = "local-cluster[2,1,2048]"
+
+
+def figure(title: str, value: float, unit: str, **detail: Any) -> dict[str, Any]:
+    return {"title": title, "value": float(value), "unit": unit, "detail": detail}
+
+
+def run_worker(suite: Suite, name: str, script: str, *args: str) -> dict[str, Any]:
+    """A bench/worker_*.py subprocess with the suite's timeout; its JSON result line."""
+    command = worker_command(script, *args)
+    return run_streaming(command, suite.settings.run_timeout_s, suite.log(name)).check(name).last_json()
+
+
+def steady_median(runs: list[TrainRun]) -> float:
+    """Median images/s over epochs >= 2 of every run (repeats pooled)."""
+    return median([rate for run in runs for rate in steady(run.rates)])
+
+
+def decode_costs(suite: Suite) -> dict[str, Any]:
+    """decode_image vs a naive Pillow decode + resize on the raw files (one process: per core); cached."""
+    if "decode" not in suite.data:
+        suite.data["decode"] = run_worker(suite, "decode", "worker_tf.py", "decode", "--data", str(suite.raw_dir),
+                                          "--image-size", str(suite.settings.image_size))
+    return suite.data["decode"]
+
+
+def measure_a(suite: Suite) -> dict[str, Any]:
+    s = suite.settings
+    per_repeat = []
+    for repeat in range(1, s.repeats + 1):
+        out = run_worker(suite, f"a-{repeat}", "worker_tf.py", "baseline", "--prepared", str(suite.prepared_dir),
+                         "--image-size", str(s.image_size), "--batch-size", str(s.batch_size),
+                         "--epochs", str(s.epochs))
+        per_repeat.append(out)
+    value = median([rate for out in per_repeat for rate in steady(out["images_per_s"])])
+    return figure("baseline: one-process tf-keras fit on the prepared TFRecords (no Spark)", value, "images/s",
+                  images_per_s=[out["images_per_s"] for out in per_repeat],
+                  steps_per_epoch=per_repeat[0]["steps_per_epoch"], tf_threads=per_repeat[0]["threads"])
+
+
+def _mode_figure(suite: Suite, key: str, title: str, mode: str, data_dir, master: str = LOCAL,
+                 **extra: Any) -> dict[str, Any]:
+    runs = [suite.train(f"{key}-{r}", master, mode, data_dir) for r in range(1, suite.settings.repeats + 1)]
+    return figure(title, steady_median(runs), "images/s", runs=[run.summary() for run in runs], **extra)
+
+
+def measure_b(suite: Suite) -> dict[str, Any]:
+    return _mode_figure(suite, "b", "InputMode.TENSORFLOW, 1 node on local[*], prepared TFRecords", "tensorflow",
+                        suite.prepared_dir)
+
+
+def measure_c(suite: Suite) -> dict[str, Any]:
+    return _mode_figure(suite, "c", "InputMode.SPARK, 1 node on local[*], the same images at the training size",
+                        "spark", suite.sized_dir)
+
+
+def measure_c2(suite: Suite) -> dict[str, Any]:
+    costs = decode_costs(suite)
+    return _mode_figure(suite, "c2", f"InputMode.SPARK, 1 node on local[*], from the raw {suite.settings.raw_size} "
+                        "px JPEGs", "spark", suite.raw_dir,
+                        decode_image_ms_per_image=costs["decode_image_ms"], decoded_images=costs["images"])
+
+
+def _scaling(suite: Suite, mode: str, data_dir) -> dict[str, Any]:
+    s = suite.settings
+    one, two = [], []
+    for r in range(1, s.repeats + 1):
+        one.append(suite.train(f"e_{mode}-1node-{r}", ONE_NODE, mode, data_dir, epochs=s.scaling_epochs))
+        two.append(suite.train(f"e_{mode}-2nodes-{r}", TWO_NODES, mode, data_dir, epochs=s.scaling_epochs))
+    rate_one, rate_two = steady_median(one), steady_median(two)
+    return figure(f"scaling, InputMode.{mode.upper()}: {TWO_NODES} vs {ONE_NODE}, global batch {s.batch_size}",
+                  rate_two / (2 * rate_one), "efficiency", one_node_images_per_s=rate_one,
+                  two_nodes_images_per_s=rate_two, runs=[run.summary() for run in one + two])
+
+
+def measure_e_tensorflow(suite: Suite) -> dict[str, Any]:
+    return _scaling(suite, "tensorflow", suite.prepared_dir)
+
+
+def measure_e_spark(suite: Suite) -> dict[str, Any]:
+    return _scaling(suite, "spark", suite.sized_dir)
+
+
+def measure_f(suite: Suite) -> dict[str, Any]:
+    """From the local[*] runs of (b) and (c): no extra run."""
+    def times(key: str, what: str) -> list[float]:
+        return [run.startup[what] for run in suite.runs.get(key, []) if run.startup.get(what) is not None]
+
+    first_tf, first_spark = times("b", "to_first_step"), times("c", "to_first_step")
+    if not first_tf:
+        raise RuntimeError("no start-up time: measurement b has no successful run with an epoch line")
+    detail: dict[str, Any] = {
+        "tensorflow_to_tf_node_started_s": median(times("b", "to_tf_node_started") or [float("nan")]),
+        "tensorflow_to_first_epoch_end_s": median(times("b", "to_first_epoch_end") or [float("nan")]),
+        "tensorflow_to_fit_start_s": median(times("b", "to_fit_start") or [float("nan")]),
+        "tensorflow_to_first_step_s": median(first_tf),
+        "note": "first step done = the first epoch line's arrival minus epoch 1's other steps at the steady "
+                "rate (tracing and the wait for the first batch count; an upper bound: the line also waits "
+                "for epoch 1's validation); fit start = that line minus all of epoch 1's training time; "
+                "SPARK mode includes its decode stage",
+    }
+    if first_spark:
+        detail.update(spark_to_tf_node_started_s=median(times("c", "to_tf_node_started") or [float("nan")]),
+                      spark_to_fit_start_s=median(times("c", "to_fit_start") or [float("nan")]),
+                      spark_to_first_step_s=median(first_spark))
+    return figure("start-up on local[*]: spark-submit to the first training step (InputMode.TENSORFLOW)",
+                  median(first_tf), "s", **detail)
+
+
+def measure_g(suite: Suite) -> dict[str, Any]:
+    s = suite.settings
+    n = suite.train("g-N", LOCAL, "spark", suite.sized_dir, epochs=s.memory_epochs, memory=True)
+    x = suite.train(f"g-{s.memory_factor}N", LOCAL, "spark", suite.sized_x_dir, epochs=s.memory_epochs, memory=True)
+    growth = {}
+    for role in ("tf_node", "python_worker"):
+        small, large = n.memory_mb.get(role), x.memory_mb.get(role)
+        if not small or not large:
+            raise RuntimeError(f"no peak RSS for the {role} (N: {small}, {s.memory_factor}N: {large}); "
+                               f"processes seen: {len(n.result.peaks)} and {len(x.result.peaks)}")
+        growth[role] = large / small - 1.0
+    return figure(f"peak RSS of the TF node at N images (InputMode.SPARK, local[*]); growth at {s.memory_factor}N",
+                  n.memory_mb["tf_node"], "MB", growth=growth, images=[suite.data["sized_images"],
+                                                                        suite.data["sized_x_images"]],
+                  peak_rss_mb={"N": n.memory_mb, f"{s.memory_factor}N": x.memory_mb},
+                  runs=[n.summary(), x.summary()])

@@ -1,0 +1,44 @@
+"""bench/run.py --quick end to end: every figure measured (no error entry), the markdown written.
+No timing target is asserted: the figures of a 16-image quick run only prove the suite works."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.spark
+FIGURES = ("a", "b", "c", "c2", "d", "e_tensorflow", "e_spark", "f", "g", "h", "i")
+RATIOS = ("b/a", "c/b", "d", "e_tensorflow", "e_spark", "f_tensorflow", "f_spark", "g_tf_node",
+          "g_python_worker", "h", "i")
+
+
+@pytest.mark.timeout(1500)
+def test_quick_suite_measures_every_figure(tmp_path: Path):
+    results_file, markdown = tmp_path / "results.json", tmp_path / "BENCHMARKS.md"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "run.py"), "--quick", "--out", str(results_file),
+         "--markdown", str(markdown), "--work-dir", str(tmp_path / "work")],
+        cwd=REPO, capture_output=True, text=True, timeout=1450,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = json.loads(results_file.read_text())
+    assert results["machine"]["cores"] >= 1 and results["machine"]["tensorflow"]
+    errors = {key: fig["error"][:800] for key, fig in results["figures"].items() if "error" in fig}
+    assert not errors, errors
+    for key in FIGURES:
+        figure = results["figures"][key]
+        assert figure["value"] > 0 and figure["unit"], (key, figure)
+    for name in RATIOS:
+        ratio = results["ratios"][name]
+        assert ratio["value"] is not None and "error" not in ratio, (name, ratio)
+        assert ratio["passed"] in (True, False, None)
+    text = markdown.read_text()
+    for key in FIGURES:
+        assert f"| {key} |" in text, key
+    assert "## What each change bought" in text and "## Ratios vs targets" in text

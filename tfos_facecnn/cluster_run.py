@@ -1,0 +1,113 @@
+"""One TFoS cluster from start to shutdown, watched: a node that fails or goes silent stops the job.
+
+TFoS alone waits up to its feed timeout (10 min) for a dead node, and 3 days for shutdown; here the
+driver hears every node's heartbeat (events.py). A node that reports a failure, or is not heard from
+for `node_timeout`, cancels every Spark job at once and the job fails naming that node.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from typing import Any
+
+from .config import TrainConfig
+from .events import EventServer
+
+WATCH_INTERVAL_S = 1.0  # how often the driver looks for silent nodes
+
+
+def print_progress(event: dict[str, Any]) -> None:
+    """The driver's console line for each node event."""
+    kind, node = event.get("kind"), event.get("node")
+    if kind == "epoch":
+        m = event["metrics"]
+        print(
+            f"epoch {event['epoch']}/{event['epochs']} loss={m.get('loss', float('nan')):.4f} "
+            f"accuracy={m.get('accuracy', float('nan')):.4f} val_loss={m.get('val_loss', float('nan')):.4f} "
+            f"val_accuracy={m.get('val_accuracy', float('nan')):.4f} images/s={event['images_per_s']:.1f}",
+            flush=True,
+        )
+    elif kind == "started":
+        print(f"TF node {node} started on {event.get('host')} (pid {event.get('pid')}, "
+              f"TF server {event.get('tf_address')})", flush=True)
+    elif kind == "failed":
+        print(f"TF node {node} FAILED: {event.get('error')}", file=sys.stderr, flush=True)
+
+
+class Watchdog:
+    """Declares a node failed when it has been silent, or alive but stuck, for `timeout_s`."""
+
+    def __init__(self, events: EventServer, timeout_s: float) -> None:
+        self.events = events
+        self.timeout_s = timeout_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tfos-facecnn-watchdog", daemon=True)
+
+    def __enter__(self) -> Watchdog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(WATCH_INTERVAL_S):
+            for node, silent in self.events.silent_nodes(self.timeout_s):
+                self.events.record_failure(
+                    node, f"no heartbeat for {silent:.0f} s (node_timeout {self.timeout_s:.0f} s): its TF process "
+                    "died or hangs, or its executor was lost")
+            for node, batches, still in self.events.stalled_nodes(self.timeout_s):
+                self.events.record_failure(
+                    node, f"no training progress for {still:.0f} s (node_timeout {self.timeout_s:.0f} s) after "
+                    f"{batches} batches: a peer died or stopped, or its data feed ran dry")
+
+
+def run_cluster(sc, cfg: TrainConfig, nodes: int, address: str | None, args: dict[str, Any], feed,
+                feed_epochs: int, events: EventServer) -> None:
+    """Starts the nodes, feeds them (SPARK mode), shuts the cluster down, and waits for every node's
+    'done'; raises RuntimeError naming the first failed node."""
+    from tensorflowonspark import TFCluster
+
+    from .node import main_fun
+    from .tfos_compat import pinned_address
+
+    def cancel_on_failure(event: dict[str, Any]) -> None:
+        print_progress(event)
+        if event.get("kind") == "failed":
+            sc.cancelAllJobs()
+
+    events.on_event = cancel_on_failure
+    TFCluster.tf_status.clear()  # TFoS keeps errors in a module global across runs
+    try:
+        with pinned_address(address), Watchdog(events, cfg.node_timeout):
+            mode = TFCluster.InputMode.SPARK if feed is not None else TFCluster.InputMode.TENSORFLOW
+            cluster = TFCluster.run(
+                sc, main_fun, args, nodes, num_ps=0, tensorboard=False, input_mode=mode, master_node="chief",
+                reservation_timeout=cfg.reservation_timeout,
+            )
+            if feed is not None:
+                cluster.train(feed, num_epochs=feed_epochs, feed_timeout=cfg.feed_timeout)
+            cluster.shutdown(timeout=cfg.finish_timeout)
+            signal.alarm(0)  # TFoS arms SIGALRM for its shutdown timeout and never disarms it
+            finished = events.wait_for(lambda s: len(s.done) >= nodes, cfg.finish_timeout)
+    except (Exception, SystemExit) as e:  # TFoS calls sys.exit(1) when a node fails
+        signal.alarm(0)
+        raise node_failure(events, e) from e
+    if not finished:
+        raise node_failure(events, None)
+
+
+def node_failure(events: EventServer, cause: BaseException | None) -> RuntimeError:
+    failures = events.state.failures
+    if failures:
+        first = failures[0]
+        tail = "\n".join(f"    {line}" for line in first.get("log_tail", [])[-15:])
+        lines = f"\n  last log lines:\n{tail}" if tail else ""
+        return RuntimeError(f"TF node {first['node']} failed: {first['error']}{lines}")
+    missing = sorted(set(events.state.started) - set(events.state.done)) or ["(none started)"]
+    if cause is not None:
+        return RuntimeError(f"the TFoS cluster failed ({type(cause).__name__}: {cause}); nodes not done: {missing}")
+    return RuntimeError(f"TF node(s) {', '.join(missing)} did not finish within finish_timeout; see executor logs")

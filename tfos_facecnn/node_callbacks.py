@@ -1,0 +1,103 @@
+"""What runs beside training in a TF node: heartbeats, epoch progress + resume state, fault injection."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from .events import EventClient
+
+logger = logging.getLogger("tfos_facecnn.node")
+FAULT_ENV = "TFOS_FACECNN_FAULT"  # tests only: "NODE@epoch=K" or "NODE@export" raises there
+PROGRESS_FILE = "progress.json"  # in MODEL_DIR: epochs done, their history, the run's fingerprint
+
+
+class Heartbeat:
+    """Tells the driver every interval that this node lives. If the driver stays unreachable for
+    `timeout_s`, the job is gone: the node exits rather than outlive it waiting on a collective."""
+
+    def __init__(self, reporter: EventClient, timeout_s: float, status: dict[str, Any]) -> None:
+        self.reporter = reporter
+        self.status = status  # the node's batch count and phase, updated by the training callback
+        self.timeout_s = timeout_s
+        self.interval_s = max(1.0, timeout_s / 10)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tfos-facecnn-heartbeat", daemon=True)
+
+    def start(self) -> Heartbeat:
+        self.reporter.last_success = time.monotonic()
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            if self.reporter.send("heartbeat", **self.status):
+                continue
+            silent = time.monotonic() - self.reporter.last_success
+            if silent > self.timeout_s:
+                logger.error("the driver has been unreachable for %.0f s: ending this TF node", silent)
+                os._exit(3)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def inject_fault(node: str, stage: str) -> None:
+    """Raises where the test-only environment variable says ('chief:0@epoch=2', 'chief:0@export')."""
+    wanted = os.environ.get(FAULT_ENV, "")
+    if wanted and wanted == f"{node}@{stage}":
+        raise RuntimeError(f"fault injected at {stage} by {FAULT_ENV} (tests only)")
+
+
+def epoch_progress(reporter: EventClient, node: str, is_chief: bool, cfg_epochs: int, images_per_epoch: int,
+                   progress_path: str, fingerprint: dict[str, Any], prior_rows: list[dict[str, Any]],
+                   status: dict[str, Any]):
+    """A Keras callback: times each epoch's training steps; the chief sends the epoch's metrics to the
+    driver and records the epochs done (after BackupAndRestore has saved them) for a resumed run.
+    Built on call so that importing this module never imports TF."""
+    from .export import write_json
+    from .kerasenv import legacy_keras
+
+    class EpochProgress(legacy_keras().callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rows: list[dict[str, Any]] = list(prior_rows)
+            self._started = 0.0
+            self._train_seconds: float | None = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._started = time.perf_counter()
+            self._train_seconds = None
+
+        # Batches done travel with the heartbeats: a live node whose count stops is stuck (a dead
+        # peer's collective, a starved feed) and the driver's watchdog says so.
+        def on_train_batch_end(self, batch, logs=None):
+            status["phase"] = "train"
+            status["batches"] += 1
+
+        def on_test_batch_end(self, batch, logs=None):
+            status["batches"] += 1
+
+        def on_train_end(self, logs=None):
+            status["phase"] = "export"
+
+        def on_test_begin(self, logs=None):
+            if self._train_seconds is None:  # validation starts: the training steps are over
+                self._train_seconds = time.perf_counter() - self._started
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds = self._train_seconds or (time.perf_counter() - self._started)
+            rate = images_per_epoch / max(seconds, 1e-9)
+            metrics = {k: float(v) for k, v in (logs or {}).items()}
+            self.rows = [r for r in self.rows if r["epoch"] <= epoch]
+            self.rows.append({"epoch": epoch + 1, **metrics, "images_per_s": rate})
+            if is_chief:
+                write_json(progress_path, {"epochs": cfg_epochs, "epochs_done": epoch + 1,
+                                           "fingerprint": fingerprint, "history": self.rows})
+                reporter.send("epoch", epoch=epoch + 1, epochs=cfg_epochs, metrics=metrics, images_per_s=rate)
+            inject_fault(node, f"epoch={epoch + 1}")
+
+    return EpochProgress()
