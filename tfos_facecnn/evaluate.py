@@ -8,7 +8,6 @@ prediction grid. The same `write_evaluation` serves `jobs/evaluate.py` and the t
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -60,18 +59,15 @@ def score_raw(sc, model_path: str, items: Sequence[tuple[str, int]]) -> Scored:
                   [(r[0], r[3]) for r in rows if r[3] is not None])
 
 
-def _shard_partition(model_broadcast, digest: str, image_size: int, record_format: str) -> Callable:
+def _shard_partition(model, image_size: int, record_format: str) -> Callable:
     def run(paths: Iterable[str]) -> Iterator[tuple[str, int, float]]:
         from .data.tfrecords import read_examples
-        from .inference import _WORKER_MODELS, load_model_bytes
         from .pipeline import predict_arrays
 
-        model = _WORKER_MODELS.get(digest)
-        if model is None:
-            model = _WORKER_MODELS[digest] = load_model_bytes(model_broadcast.value)
+        loaded = model.load()
         for path in paths:
             examples = read_examples(path, image_size, record_format)
-            probabilities = predict_arrays(model, [pixels for pixels, _, _ in examples], 64)
+            probabilities = predict_arrays(loaded, [pixels for pixels, _, _ in examples], 64)
             for (_, label, source), p in zip(examples, probabilities, strict=True):
                 yield source, label, float(p)
 
@@ -79,11 +75,11 @@ def _shard_partition(model_broadcast, digest: str, image_size: int, record_forma
 
 
 def score_prepared(sc, model_path: str, prepared_dir: str, manifest: dict[str, Any], split: str) -> Scored:
+    from .inference import ship_model
+
     splits = SPLITS if split == "all" else (split,)
     shards = [storage.join(prepared_dir, s["file"]) for name in splits for s in manifest["shards"][name]]
-    data = storage.read_bytes(model_path)
-    run = _shard_partition(sc.broadcast(data), hashlib.sha256(data).hexdigest(), manifest["image_size"],
-                           manifest["record_format"])
+    run = _shard_partition(ship_model(sc, model_path), manifest["image_size"], manifest["record_format"])
     rows = sc.parallelize(shards, max(1, len(shards))).mapPartitions(run).collect()
     return Scored([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [])
 

@@ -154,14 +154,31 @@ def predict_paths(model, paths: Iterable[str], batch_size: int = BATCH) -> Itera
 _WORKER_MODELS: dict[str, Any] = {}  # one loaded model per Python worker and model digest
 
 
-def predict_partition(model_broadcast, digest: str, batch_size: int) -> Callable:
+@dataclass(frozen=True)
+class ShippedModel:
+    """A .keras file broadcast to the executors; `load()` runs there, once per Python worker."""
+
+    broadcast: Any
+    digest: str
+
+    def load(self):
+        model = _WORKER_MODELS.get(self.digest)
+        if model is None:
+            model = _WORKER_MODELS[self.digest] = load_model_bytes(self.broadcast.value)
+        return model
+
+
+def ship_model(sc, model_path: str) -> ShippedModel:
+    """Broadcasts the model file, so executors need no access to the export dir."""
+    data = storage.read_bytes(model_path)
+    return ShippedModel(sc.broadcast(data), hashlib.sha256(data).hexdigest())
+
+
+def predict_partition(model: ShippedModel, batch_size: int) -> Callable:
     """Executor side: load the broadcast model once per Python worker, then predict the partition."""
 
     def run(paths: Iterable[str]) -> Iterator[tuple]:
-        model = _WORKER_MODELS.get(digest)
-        if model is None:
-            model = _WORKER_MODELS[digest] = load_model_bytes(model_broadcast.value)
-        for row in predict_paths(model, paths, batch_size):
+        for row in predict_paths(model.load(), paths, batch_size):
             yield row.path, row.p_face, row.label, row.error
 
     return run
@@ -169,9 +186,7 @@ def predict_partition(model_broadcast, digest: str, batch_size: int) -> Callable
 
 def predict_on_spark(sc, model_path: str, paths: Sequence[str], batch_size: int = BATCH):
     """RDD of (path, p_face, label, error) rows, one per input path."""
-    data = storage.read_bytes(model_path)
-    broadcast = sc.broadcast(data)
     partitions = max(sc.defaultParallelism, math.ceil(len(paths) / (4 * batch_size)))
     return sc.parallelize(list(paths), partitions).mapPartitions(
-        predict_partition(broadcast, hashlib.sha256(data).hexdigest(), batch_size)
+        predict_partition(ship_model(sc, model_path), batch_size)
     )
