@@ -67,7 +67,9 @@ class TrainConfig:
     collective_timeout: int = 300  # s a collective op may wait for its peers (longer than any step + validation)
     overwrite: bool = False  # train again even when MODEL_DIR holds a finished or different run
     steps_safety: float = 0.9  # SPARK mode: run this fraction of the even share of steps so no worker runs dry
-    cache_limit_mb: int = 512  # cache decoded validation/test images in a TF node below this size
+    # SPARK mode: cache a node's decoded validation images in its memory when they fit in this many MB.
+    # 0 (default): decode them every epoch, so a node's memory does not grow with the data set.
+    cache_limit_mb: int = 0
     report: bool = True  # after training: figures + report.md in EXPORT_DIR/report (the driver loads 9 images)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 

@@ -11,13 +11,12 @@ from typing import Any
 from . import storage
 from .config import ConfigError, TrainConfig
 from .data.discover import Discovery, discover
-from .data.images import ImageDecodeError, decode_image
+from .data.images import load_image
 from .data.records import (
     Record,
     assign_splits,
     check_splits_usable,
     conflicting_files,
-    content_digest,
     data_summary,
 )
 from .data.split import TEST, TRAIN, VAL
@@ -66,15 +65,9 @@ def decode_partition(image_size: int) -> Callable:
 
     def decode(records):
         for path, label, split in records:
-            digest = None
-            try:
-                data = storage.read_bytes(path)
-                digest = content_digest(data)
-                pixels = decode_image(data, image_size)
-            except (OSError, ImageDecodeError) as e:
-                yield split, path, label, None, str(e) or type(e).__name__, digest
-                continue
-            yield split, path, label, (pixels.tobytes() if split == TRAIN else None), None, digest
+            pixels, reason, digest = load_image(path, image_size)
+            kept = pixels.tobytes() if pixels is not None and split == TRAIN else None
+            yield split, path, label, kept, reason, digest
 
     return decode
 

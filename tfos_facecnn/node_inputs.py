@@ -61,7 +61,7 @@ def spark_inputs(args: dict[str, Any], cfg: TrainConfig, ctx, strategy, per_repl
         lambda _: feed_dataset(counter, cfg.image_size, per_replica, cfg.seed + index)
     )
     val_share = worker_share(args["val"], workers, index)
-    cache = len(args["val"]) * cfg.image_size**2 * 3 <= cfg.cache_limit_mb * 2**20
+    cache = 0 < len(val_share) * cfg.image_size**2 * 3 <= cfg.cache_limit_mb * 2**20
     val = strategy.distribute_datasets_from_function(
         lambda _: files_dataset(val_share, cfg.image_size, per_replica, cache=cache)
     )

@@ -1,7 +1,7 @@
 """The prepare job: labelled image folders -> TFRecord shards per split + manifest.json, on Spark.
 
-Executors decode (with DCT-domain downscaling), resize, encode and write one shard per Spark
-partition into a staging folder beside the output; the manifest is written last and the staging
+Executors read each image once, decode it (with DCT-domain downscaling), resize, encode and write
+one shard per Spark task into a staging folder beside the output; the manifest is written last and the staging
 folder is swapped into place, so a folder without a manifest is never a finished data set and an
 existing one is never partially overwritten.
 """
@@ -18,7 +18,7 @@ from typing import Any
 from . import storage
 from .config import ConfigError, TrainConfig
 from .data.discover import LABEL_NAMES, discover
-from .data.records import assign_splits, conflicting_files, content_digest
+from .data.records import assign_splits, conflicting_files
 from .data.split import SPLITS, TRAIN
 from .export import publish, read_json, staging_dir, write_json
 
@@ -92,28 +92,49 @@ def plan_shards(items: list[tuple[str, int, str, str]], shards: dict[str, int]) 
     return planned
 
 
-def write_partition(staging: str, image_size: int, record_format: str, names: list[tuple[str, str]]) -> Callable:
-    """Executor side: one partition -> one shard file; yields the shard's summary and skipped files."""
+def shard_tasks(items: list[tuple[str, int, str, str]], shards: dict[str, int]) -> list[tuple[str, str, list]]:
+    """The planned shards as Spark tasks: (split, shard file name, its items in source order)."""
+    names = [(split, shard_name(split, i, shards[split])) for split in SPLITS for i in range(shards[split])]
+    groups: list[list] = [[] for _ in names]
+    for partition, item in plan_shards(items, shards):
+        groups[partition].append(item)
+    return [(split, name, group) for (split, name), group in zip(names, groups, strict=True)]
 
-    def write(index: int, items: Iterable[tuple[int, tuple]]):
-        from .data.images import ImageDecodeError, decode_image
+
+def shard_writer(staging: str, image_size: int, record_format: str) -> Callable:
+    """Executor side: one planned shard -> its file, its summary, and each file's content digest.
+    Every image is read once: the digest that finds files duplicated across classes comes from the
+    same bytes that are decoded."""
+
+    def write(task: tuple[str, str, list]) -> dict[str, Any]:
+        from .data.images import load_image
         from .data.tfrecords import serialize_example, write_shard
 
-        split, name = names[index]
-        serialized, classes, skipped = [], {label: 0 for label in LABEL_NAMES.values()}, []
-        for _, (path, label, _split, source) in sorted(items, key=lambda kv: kv[1][3]):
-            try:
-                pixels = decode_image(storage.read_bytes(path), image_size)
-            except (OSError, ImageDecodeError) as e:
-                skipped.append({"path": path, "reason": str(e) or type(e).__name__})
+        split, name, items = task
+        serialized, classes, skipped, digests = [], {label: 0 for label in LABEL_NAMES.values()}, [], []
+        for path, label, _split, source in items:
+            pixels, reason, digest = load_image(path, image_size)
+            digests.append((path, label, digest))
+            if reason is not None:
+                skipped.append({"path": path, "reason": reason})
                 continue
             serialized.append(serialize_example(pixels, label, source, record_format))
             classes[LABEL_NAMES[label]] += 1
         storage.makedirs(storage.join(staging, split))
         write_shard(storage.join(staging, name), serialized)
-        yield {"split": split, "file": name, "records": len(serialized), "classes": classes, "skipped": skipped}
+        return {"split": split, "file": name, "records": len(serialized), "classes": classes, "skipped": skipped,
+                "digests": digests}
 
     return write
+
+
+def _write_shards(sc, pcfg: PrepareConfig, items: list[tuple[str, int, str, str]], staging: str) -> list[dict]:
+    """One Spark task per shard (no shuffle: the driver plans which images go where)."""
+    per_split = {split: sum(1 for it in items if it[2] == split) for split in SPLITS}
+    shards = shard_counts(per_split, pcfg.num_shards or max(2, 2 * sc.defaultParallelism))
+    tasks = shard_tasks(items, shards)
+    storage.makedirs(staging)
+    return sc.parallelize(tasks, len(tasks)).map(shard_writer(staging, pcfg.image_size, pcfg.record_format)).collect()
 
 
 def prepare_on_spark(sc, pcfg: PrepareConfig) -> dict[str, Any]:
@@ -122,26 +143,19 @@ def prepare_on_spark(sc, pcfg: PrepareConfig) -> dict[str, Any]:
     found = discover(pcfg.data_dir)
     records = assign_splits(found, pcfg.split_seed, pcfg.val_fraction, pcfg.test_fraction_of_val)
     root = found.root.rstrip("/") + "/"
-    conflicts = conflicting_files(
-        sc.parallelize([(r.path, r.label) for r in records], max(1, sc.defaultParallelism))
-        .map(lambda item: (item[0], item[1], _digest_or_none(item[0]))).collect()
-    )
-    excluded = {path for path, _ in conflicts}
-    items = [(r.path, r.label, r.split, r.path[len(root):]) for r in records if r.path not in excluded]
-    per_split = {split: sum(1 for it in items if it[2] == split) for split in SPLITS}
-    shards = shard_counts(per_split, pcfg.num_shards or max(2, 2 * sc.defaultParallelism))
-    names = [(split, shard_name(split, i, shards[split])) for split in SPLITS for i in range(shards[split])]
+    items = [(r.path, r.label, r.split, r.path[len(root):]) for r in records]
 
     run_id = uuid.uuid4().hex[:12]
     staging = staging_dir(pcfg.output_dir, run_id)
-    storage.makedirs(staging)
     try:
-        results = (
-            sc.parallelize(plan_shards(items, shards), len(names))
-            .partitionBy(len(names), lambda partition: partition)
-            .mapPartitionsWithIndex(write_partition(staging, pcfg.image_size, pcfg.record_format, names))
-            .collect()
-        )
+        results = _write_shards(sc, pcfg, items, staging)
+        conflicts = conflicting_files([row for result in results for row in result["digests"]])
+        if conflicts:
+            # Rare: identical bytes under faces/ and comics/. Their shards are already written, so the
+            # data set is written again without them (the one case that reads the images twice).
+            excluded = {path for path, _ in conflicts}
+            storage.remove_tree(staging)
+            results = _write_shards(sc, pcfg, [it for it in items if it[0] not in excluded], staging)
         manifest = build_manifest(pcfg, found.root, sorted(results, key=lambda r: r["file"]), found.ignored,
                                   [{"path": path, "reason": reason} for path, reason in conflicts])
         write_json(storage.join(staging, MANIFEST), manifest)  # last: marks the data set complete
@@ -151,14 +165,6 @@ def prepare_on_spark(sc, pcfg: PrepareConfig) -> dict[str, Any]:
             storage.remove_tree(staging)
         raise
     return manifest
-
-
-def _digest_or_none(path: str) -> str | None:
-    """Executor side of the duplicate check; an unreadable file is reported by the decode pass."""
-    try:
-        return content_digest(storage.read_bytes(path))
-    except OSError:
-        return None
 
 
 def build_manifest(pcfg: PrepareConfig, root: str, shards: list[dict[str, Any]], ignored: Iterable[str],

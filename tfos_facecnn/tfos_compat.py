@@ -1,18 +1,30 @@
-"""Keeps TensorFlowOnSpark 2.2.5 on the address we choose.
+"""Keeps TensorFlowOnSpark 2.2.5 on the address we choose, and feeds its queues without its delays.
 
 TFoS picks a node's address by routing toward a public address and binds its reservation server on
 all interfaces. For local masters (and whenever --bind-address is set) we pin both: the driver's
 reservation server binds to the address, and every executor-side TFoS function reports it as the
 node's host, so the TF cluster spec (TF_CONFIG) and all TFoS traffic use it. Worker-node TFoS
 managers already listen on a Unix socket with a random 16-byte authkey.
+
+InputMode.SPARK's feeding task is ours (`partition_feeder`): TFoS's own imports TensorFlow in every
+feeding Python worker (2-3 s and ~400 MB each, for nothing: it only moves pickled items) and, after a
+partition's last item, learns that the node has taken everything by polling once a second, during
+which the next partition's task cannot start and the node eats into its shuffle buffer.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
-from collections.abc import Callable, Iterator
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+logger = logging.getLogger("tfos_facecnn.feed")
+JOIN_POLL_S = 0.02  # how often a feeding task checks that its node has taken the partition's last item
 
 
 def pin_executor_address(address: str) -> None:
@@ -30,6 +42,80 @@ def _pinned(mapfn: Callable, address: str) -> Callable:
         return mapfn(iterator)
 
     return run_on_address
+
+
+def _node_manager(cluster_info: list[dict[str, Any]]):
+    """This executor's TFoS manager (its queues), found as TFoS finds it: by host and executor id."""
+    from tensorflowonspark import TFManager, util
+
+    host, executor_id = util.get_ip_address(), util.read_executor_id()
+    for node in cluster_info:
+        if node["host"] == host and node["executor_id"] == executor_id:
+            return TFManager.connect(node["addr"], node["authkey"])
+    raise RuntimeError(
+        f"no TF node on this executor ({host}, executor {executor_id}): Spark must give one executor per "
+        "TF node, with dynamic allocation off and one task per executor at a time"
+    )
+
+
+def partition_feeder(cluster_info: list[dict[str, Any]], cluster_meta: dict[str, Any], feed_timeout: float = 600,
+                     qname: str = "input") -> Callable:
+    """TFoS's TFSparkNode.train, the same protocol (put every item, wait until the node has taken them
+    all, ask the driver to stop once the node is terminating), without importing TF and without the
+    one-second polls."""
+
+    def feed(iterator: Iterable) -> list[bool]:
+        manager = _node_manager(cluster_info)
+        queue, errors = manager.get_queue(qname), manager.get_queue("error")
+        if str(manager.get("state")) == "'terminating'":
+            skipped = sum(1 for _ in iterator)
+            logger.info("node is terminating: skipped %d items of this partition", skipped)
+            return [True]
+        count = 0
+        for item in iterator:
+            queue.put(item, block=True)
+            count += 1
+        taken = threading.Thread(target=queue.join, name="tfos-facecnn-feed-join", daemon=True)
+        taken.start()
+        deadline = time.monotonic() + feed_timeout
+        while taken.is_alive():
+            if not errors.empty():
+                raise RuntimeError(f"the TF node on this executor failed:\n{errors.get()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the TF node took no data for feed_timeout ({feed_timeout} s); raise "
+                                   "feed_timeout in the config if its steps are that slow")
+            taken.join(JOIN_POLL_S)
+        logger.info("fed %d items", count)
+        terminating = str(manager.get("state")) == "'terminating'"
+        if terminating:
+            _request_stop(cluster_meta["server_addr"])
+        return [terminating]
+
+    return feed
+
+
+def _request_stop(server_addr) -> None:
+    from tensorflowonspark import reservation
+
+    try:
+        client = reservation.Client(server_addr)
+        client.request_stop()
+        client.close()
+    except OSError as e:  # the driver may be shutting the reservation server down already
+        logger.info("could not ask the driver to stop feeding: %s", e)
+
+
+@contextlib.contextmanager
+def own_feeder() -> Iterator[None]:
+    """TFCluster.train feeds with partition_feeder while the block runs (driver side)."""
+    from tensorflowonspark import TFSparkNode
+
+    original = TFSparkNode.train
+    TFSparkNode.train = partition_feeder
+    try:
+        yield
+    finally:
+        TFSparkNode.train = original
 
 
 @contextlib.contextmanager

@@ -99,3 +99,17 @@ def test_incomplete_or_mismatched_prepared_dirs_are_refused(prepared):
     (out / MANIFEST).unlink()
     with pytest.raises(ConfigError, match="has no manifest.json: it is not a finished prepared data set"):
         load_prepared(str(out), SIZE)
+
+
+def test_a_file_in_both_classes_is_left_out_of_every_shard(spark, sample_copy: Path, tmp_path: Path):
+    duplicate = (sample_copy / "faces" / "3.jpg").read_bytes()
+    (sample_copy / "comics" / "dup.jpg").write_bytes(duplicate)
+    out = tmp_path / "prepared"
+    manifest = prepare_on_spark(spark.sparkContext, config(sample_copy, out, num_shards=2))
+    skipped = {Path(item["path"]).relative_to(sample_copy).as_posix(): item["reason"] for item in manifest["skipped"]}
+    assert set(skipped) == {"faces/3.jpg", "comics/dup.jpg"}
+    assert all("identical file in faces/ and comics/" in reason for reason in skipped.values())
+    sources = [source for shard in out.rglob("*.tfrecord") for _, _, source in read_examples(str(shard), SIZE, "jpeg")]
+    assert len(sources) == 69 and "faces/3.jpg" not in sources and "comics/dup.jpg" not in sources
+    assert sum(manifest["counts"][s]["total"] for s in ("train", "val", "test")) == 69
+    assert not list(out.parent.glob("prepared.staging-*")), "the staging folder must be gone"

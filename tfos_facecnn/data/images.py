@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from ..storage import read_bytes
 
 # Pillow refuses images above twice this many pixels; a warning above it becomes our refusal too,
 # so a decompression bomb is skipped with a reason instead of eating an executor's memory.
@@ -65,3 +69,28 @@ def decode_image(data: bytes, size: int) -> np.ndarray:
         raise ImageDecodeError("not an image Pillow can identify") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageDecodeError(f"corrupt image: {e}") from e
+
+
+class LoadedImage(NamedTuple):
+    """One file read once: its pixels, or why it is skipped; the digest of its bytes either way."""
+
+    pixels: np.ndarray | None
+    reason: str | None
+    digest: str | None  # None when the file could not be read
+
+
+def content_digest(data: bytes) -> str:
+    return hashlib.sha1(data, usedforsecurity=False).hexdigest()
+
+
+def load_image(path: str, size: int) -> LoadedImage:
+    """Reads, fingerprints and decodes one file; a bad file gives its reason instead of raising."""
+    try:
+        data = read_bytes(path)
+    except OSError as e:
+        return LoadedImage(None, str(e) or type(e).__name__, None)
+    digest = content_digest(data)
+    try:
+        return LoadedImage(decode_image(data, size), None, digest)
+    except ImageDecodeError as e:
+        return LoadedImage(None, str(e) or type(e).__name__, digest)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -55,10 +54,6 @@ def conflicting_files(rows: Iterable[tuple[str, int, str | None]]) -> list[tuple
     both = {digest for digest, seen in labels.items() if len(seen) > 1}
     return [(path, "identical file in faces/ and comics/: contradictory labels")
             for path, _, digest in rows if digest in both]
-
-
-def content_digest(data: bytes) -> str:
-    return hashlib.sha1(data, usedforsecurity=False).hexdigest()
 
 
 def check_splits_usable(counts: dict[str, dict[str, int]]) -> None:
