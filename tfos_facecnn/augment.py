@@ -1,65 +1,170 @@
-"""The training-only augmentation block of the reference study, as Keras layers inside the model."""
+"""The training-only augmentation block of the reference study, as one Keras layer inside the model.
+
+The reference stacks six Keras layers: flip, rotation, contrast, inversion, zoom, translation. Three of
+them warp the whole image (a bilinear resample of every pixel each) and the others each make several
+passes over the batch: together they cost more than the CNN's own training step. `RandomAugment`
+draws the same random parameters and applies them in one warp and one fused colour pass:
+
+- flip, rotation, zoom and translation are affine maps of output to input coordinates, so their
+  product is one affine map, and one resample replaces three;
+- contrast and inversion are per-image, per-channel linear maps of the pixel values (then a clip to
+  0..255), and a bilinear warp with reflected borders commutes with them, so they are applied once,
+  after the warp.
+
+The differences from the stacked layers: each image draws its own contrast factor (Keras draws one per
+batch), the contrast mean is taken after the zoom and translation instead of before, and the image is
+interpolated once instead of three times (less blur).
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .config import AugmentConfig
 from .kerasenv import legacy_keras
 
-INVERT_LAYER_NAME = "random_invert"
+AUGMENT_LAYER_NAME = "augment"
+EFFECTS = ("flip", "rotation", "contrast", "invert_probability", "zoom", "translation")
 
 
-def _random_invert_class() -> type:
+def affine_transforms(tf, flip_x, flip_y, angles, zooms, translations, height: float, width: float):
+    """Per image, the product flip @ rotation @ zoom @ translation of the Keras layers' output-to-input
+    maps, as the 8 numbers ImageProjectiveTransformV3 takes. flip_x/flip_y: 1.0 to mirror, 0.0 not;
+    angles in radians; zooms: (B, 2) factors (x, y), < 1 zooms in; translations: (B, 2) pixels (x, y)."""
+    batch = tf.shape(angles)[0]
+    zero, one = tf.zeros([batch], tf.float32), tf.ones([batch], tf.float32)
+
+    def matrix(rows):
+        return tf.stack([tf.stack(row, axis=-1) for row in rows], axis=-2)  # (B, 3, 3)
+
+    w1, h1 = width - 1.0, height - 1.0
+    flip = matrix([[1.0 - 2.0 * flip_x, zero, flip_x * w1],
+                   [zero, 1.0 - 2.0 * flip_y, flip_y * h1],
+                   [zero, zero, one]])
+    cos, sin = tf.cos(angles), tf.sin(angles)
+    rotation = matrix([[cos, -sin, (w1 - (cos * w1 - sin * h1)) / 2.0],
+                       [sin, cos, (h1 - (sin * w1 + cos * h1)) / 2.0],
+                       [zero, zero, one]])
+    zoom = matrix([[zooms[:, 0], zero, w1 / 2.0 * (1.0 - zooms[:, 0])],
+                   [zero, zooms[:, 1], h1 / 2.0 * (1.0 - zooms[:, 1])],
+                   [zero, zero, one]])
+    shift = matrix([[one, zero, -translations[:, 0]],
+                    [zero, one, -translations[:, 1]],
+                    [zero, zero, one]])
+    product = flip @ rotation @ zoom @ shift
+    flat = tf.reshape(product, [batch, 9])
+    return flat[:, :8] / flat[:, 8:9]
+
+
+def _random_augment_class() -> type:
     keras = legacy_keras()
     import tensorflow as tf
 
     @keras.utils.register_keras_serializable(package="tfos_facecnn")
-    class RandomInvert(keras.layers.Layer):
-        """With probability p per image, replaces raw pixels x (0..255) by 255 - x; identity at inference."""
+    class RandomAugment(keras.layers.Layer):
+        """The reference augmentations (see the module doc) on raw pixels 0..255; identity at inference."""
 
-        def __init__(self, probability: float, seed: int | None = None, **kwargs: Any) -> None:
+        def __init__(self, flip: str = "none", rotation: float = 0.0, contrast: float = 0.0,
+                     invert_probability: float = 0.0, zoom_in: float = 0.0, zoom_out: float = 0.0,
+                     translation: float = 0.0, seed: int | None = None, **kwargs: Any) -> None:
             super().__init__(**kwargs)
-            self.probability = probability
-            self.seed = seed
+            self.flip, self.rotation, self.contrast = flip, rotation, contrast
+            self.invert_probability, self.zoom_in, self.zoom_out = invert_probability, zoom_in, zoom_out
+            self.translation, self.seed = translation, seed
+
+        def _uniform(self, shape, low: float, high: float, salt: int):
+            seed = None if self.seed is None else self.seed + salt
+            return tf.random.uniform(shape, low, high, seed=seed)
+
+        def _warp(self, images):
+            shape = tf.shape(images)
+            batch, height, width = shape[0], tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+
+            def coin(enabled: bool, salt: int):
+                if not enabled:
+                    return tf.zeros([batch])
+                return tf.cast(self._uniform([batch], 0.0, 1.0, salt) < 0.5, tf.float32)
+
+            flip_x = coin(self.flip in ("horizontal", "horizontal_and_vertical"), 1)
+            flip_y = coin(self.flip in ("vertical", "horizontal_and_vertical"), 2)
+            turn = self.rotation * 2.0 * math.pi
+            angles = self._uniform([batch], -turn, turn, 3)
+            zoom = self._uniform([batch, 1], 1.0 - self.zoom_in, 1.0 + self.zoom_out, 4)
+            scale = tf.stack([width, height])[None, :]
+            shifts = self._uniform([batch, 2], -self.translation, self.translation, 5) * scale
+            transforms = affine_transforms(tf, flip_x, flip_y, angles, tf.concat([zoom, zoom], axis=1), shifts,
+                                           height, width)
+            return tf.raw_ops.ImageProjectiveTransformV3(
+                images=images, transforms=transforms, output_shape=shape[1:3], fill_value=0.0,
+                interpolation="BILINEAR", fill_mode="REFLECT",
+            )
+
+        def _colour(self, images):
+            # contrast: c * (x - mean) + mean, clipped; inversion: 255 - that. Folded into one
+            # scale and offset per image and channel: clip(sign*c*x + sign*(1-c)*mean + 255*inverted).
+            batch = tf.shape(images)[0]
+            factor = self._uniform([batch, 1, 1, 1], 1.0 - self.contrast, 1.0 + self.contrast, 6)
+            inverted = tf.cast(self._uniform([batch, 1, 1, 1], 0.0, 1.0, 7) < self.invert_probability, tf.float32)
+            sign = 1.0 - 2.0 * inverted
+            offset = 255.0 * inverted
+            if self.contrast > 0:
+                mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
+                offset = offset + sign * (1.0 - factor) * mean
+            return tf.clip_by_value(images * (sign * factor) + offset, 0.0, 255.0)
 
         def call(self, inputs, training=None):
-            if not training or self.probability <= 0:
+            if not training:
                 return inputs
-            batch = tf.shape(inputs)[0]
-            draw = tf.random.uniform([batch, 1, 1, 1], seed=self.seed)
-            return tf.where(draw < self.probability, 255.0 - inputs, inputs)
+            out = inputs
+            if self.flip != "none" or max(self.rotation, self.zoom_in, self.zoom_out, self.translation) > 0:
+                out = self._warp(out)
+            if self.contrast > 0 or self.invert_probability > 0:
+                out = self._colour(out)
+            return out
 
         def get_config(self) -> dict[str, Any]:
-            return {**super().get_config(), "probability": self.probability, "seed": self.seed}
+            return {**super().get_config(), "flip": self.flip, "rotation": self.rotation, "contrast": self.contrast,
+                    "invert_probability": self.invert_probability, "zoom_in": self.zoom_in,
+                    "zoom_out": self.zoom_out, "translation": self.translation, "seed": self.seed}
 
-    return RandomInvert
+    return RandomAugment
 
 
 _CACHE: dict[str, type] = {}
 
 
-def random_invert_layer(probability: float, seed: int | None = None, name: str = INVERT_LAYER_NAME):
-    if "RandomInvert" not in _CACHE:
-        _CACHE["RandomInvert"] = _random_invert_class()
-    return _CACHE["RandomInvert"](probability, seed=seed, name=name)
+def random_augment_layer(cfg: AugmentConfig, seed: int | None = None, name: str = AUGMENT_LAYER_NAME):
+    if "RandomAugment" not in _CACHE:
+        _CACHE["RandomAugment"] = _random_augment_class()
+    return _CACHE["RandomAugment"](flip=cfg.flip, rotation=cfg.rotation, contrast=cfg.contrast,
+                                   invert_probability=cfg.invert_probability, zoom_in=cfg.zoom_in,
+                                   zoom_out=cfg.zoom_out, translation=cfg.translation, seed=seed, name=name)
+
+
+def is_enabled(cfg: AugmentConfig) -> bool:
+    return any(_only(cfg, effect) != _NOTHING for effect in EFFECTS)
+
+
+_NOTHING = AugmentConfig(flip="none", rotation=0.0, contrast=0.0, invert_probability=0.0, zoom_in=0.0,
+                         zoom_out=0.0, translation=0.0)
+
+
+def _only(cfg: AugmentConfig, effect: str) -> AugmentConfig:
+    from dataclasses import replace
+
+    if effect == "zoom":
+        return replace(_NOTHING, zoom_in=cfg.zoom_in, zoom_out=cfg.zoom_out)
+    return replace(_NOTHING, **{effect: getattr(cfg, effect)})
 
 
 def augmentation_layers(cfg: AugmentConfig, seed: int) -> list:
-    """The switched-on augmentations, in the reference order; each acts only when training=True."""
-    layers = legacy_keras().layers
-    out = []
-    if cfg.flip != "none":
-        out.append(layers.RandomFlip(cfg.flip, seed=seed, name="random_flip"))
-    if cfg.rotation > 0:
-        out.append(layers.RandomRotation(cfg.rotation, seed=seed + 1, name="random_rotation"))
-    if cfg.contrast > 0:
-        out.append(layers.RandomContrast(cfg.contrast, seed=seed + 2, name="random_contrast"))
-    if cfg.invert_probability > 0:
-        out.append(random_invert_layer(cfg.invert_probability, seed=seed + 3))
-    if cfg.zoom_in > 0 or cfg.zoom_out > 0:
-        # Keras zoom factors: negative zooms in, positive zooms out.
-        out.append(layers.RandomZoom((-cfg.zoom_in, cfg.zoom_out), seed=seed + 4, name="random_zoom"))
-    if cfg.translation > 0:
-        out.append(layers.RandomTranslation(cfg.translation, cfg.translation, seed=seed + 5, name="random_translation"))
-    return out
+    """The model's augmentation: one RandomAugment layer, or none when every effect is off."""
+    return [random_augment_layer(cfg, seed)] if is_enabled(cfg) else []
+
+
+def effect_layers(cfg: AugmentConfig, seed: int) -> list:
+    """One layer per switched-on effect, in the reference order (the report shows each alone)."""
+    names = {"invert_probability": "random_invert"}
+    return [random_augment_layer(_only(cfg, effect), seed, name=names.get(effect, f"random_{effect}"))
+            for effect in EFFECTS if _only(cfg, effect) != _NOTHING]

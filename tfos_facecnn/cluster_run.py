@@ -7,6 +7,7 @@ for `node_timeout`, cancels every Spark job at once and the job fails naming tha
 
 from __future__ import annotations
 
+import importlib
 import signal
 import sys
 import threading
@@ -63,6 +64,15 @@ class Watchdog:
                 self.events.record_failure(
                     node, f"no training progress for {still:.0f} s (node_timeout {self.timeout_s:.0f} s) after "
                     f"{batches} batches: a peer died or stopped, or its data feed ran dry")
+
+
+def preload_tfos() -> threading.Thread:
+    """Starts importing TFoS, and with it TensorFlow (seconds of CPU), in the background: the driver
+    then needs it only after the SparkSession and the data checks, which mostly wait on the JVM."""
+    thread = threading.Thread(target=importlib.import_module, args=("tensorflowonspark.TFCluster",),
+                              name="tfos-facecnn-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 def run_cluster(sc, cfg: TrainConfig, nodes: int, address: str | None, args: dict[str, Any], feed,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import sample_data_dir, storage
-from .cluster_run import run_cluster
+from .cluster_run import preload_tfos, run_cluster
 from .config import ALL_VARIANTS, VARIANTS, ConfigError, TrainConfig
 from .data.split import SPLITS
 from .driver_inputs import ModeInputs, check_data, spark_mode_inputs, tensorflow_mode_inputs
@@ -51,6 +51,7 @@ def run_training(cfg: TrainConfig, master_url: str | None = None) -> TrainResult
             f"use a multiple of {nodes}"
         )
     address = bind_address(cfg, master)
+    preload_tfos()
     spark = start_session("tfos-facecnn-train", master, address, user_conf)
     try:
         sc = spark.sparkContext

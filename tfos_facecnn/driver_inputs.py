@@ -20,6 +20,7 @@ from .data.records import (
     data_summary,
 )
 from .data.split import TEST, TRAIN, VAL
+from .data.tfrecords import encode_pixels
 from .pipeline import train_steps_per_epoch
 from .prepare import PrepareConfig, is_prepared, load_prepared, looks_prepared, prepare_on_spark
 
@@ -61,12 +62,14 @@ def check_data(cfg: TrainConfig) -> RawData | dict[str, Any]:
 
 
 def decode_partition(image_size: int) -> Callable:
-    """Executor side of the decode stage: keeps training pixels, only validates val/test files."""
+    """Executor side of the decode stage: keeps each training image at the training size, encoded as
+    the TFRecords store it (JPEG q95, 4:4:4: ~11x smaller than its pixels in the cache and through the
+    TFoS queues; the node decodes it in ~0.4 ms); only validates val/test files."""
 
     def decode(records):
         for path, label, split in records:
             pixels, reason, digest = load_image(path, image_size)
-            kept = pixels.tobytes() if pixels is not None and split == TRAIN else None
+            kept = encode_pixels(pixels, "jpeg") if pixels is not None and split == TRAIN else None
             yield split, path, label, kept, reason, digest
 
     return decode

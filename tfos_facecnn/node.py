@@ -65,9 +65,6 @@ def main_fun(args: dict[str, Any], ctx) -> None:
 def _configure_tf(threads: int):
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-    # TF 2.21's oneDNN graph rewrites intermittently break this CNN under MultiWorkerMirroredStrategy
-    # ("input depth must be evenly divisible by filter depth: 3 vs 32"); Eigen's kernels do not.
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     import tensorflow as tf
 
     if threads > 0:

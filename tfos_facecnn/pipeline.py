@@ -52,21 +52,25 @@ def _options(tf):
 
 
 def feed_dataset(items: Callable[[], Iterator[tuple[bytes, int]]], image_size: int, per_replica_batch: int, seed: int):
-    """Pixels fed by Spark executors (raw uint8 bytes at the training size, label) -> shuffled batches."""
+    """(JPEG bytes at the training size, label) fed by Spark executors -> shuffled, decoded batches."""
     import tensorflow as tf
 
     shape = (image_size, image_size, 3)
 
     def generate():
-        for pixels, label in items():
-            yield np.frombuffer(pixels, dtype=np.uint8).reshape(shape), np.float32(label)
+        for encoded, label in items():
+            yield encoded, np.float32(label)
+
+    def decode(encoded, label):
+        return tf.ensure_shape(tf.io.decode_jpeg(encoded, channels=3), shape), label
 
     dataset = tf.data.Dataset.from_generator(
         generate,
-        output_signature=(tf.TensorSpec(shape, tf.uint8), tf.TensorSpec((), tf.float32)),
+        output_signature=(tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.float32)),
     )
-    dataset = dataset.shuffle(FEED_SHUFFLE_BUFFER, seed=seed).batch(per_replica_batch, drop_remainder=True)
-    return _as_model_input(tf, dataset).prefetch(1).with_options(_options(tf))
+    dataset = dataset.shuffle(FEED_SHUFFLE_BUFFER, seed=seed)  # encoded: a cheap buffer to shuffle
+    dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE).batch(per_replica_batch, drop_remainder=True)
+    return _as_model_input(tf, dataset).prefetch(PREFETCH_BATCHES).with_options(_options(tf))
 
 
 def decode_file(path: str, image_size: int) -> np.ndarray:

@@ -252,13 +252,13 @@ def plot_feature_maps(model: Any, image: Any, path: str, max_channels: int = 8) 
 
 def plot_augmentations(image: Any, augment_cfg: AugmentConfig, path: str, seed: int = 0) -> str:
     """The original and one draw of each switched-on augmentation layer alone (training=True)."""
-    from .augment import augmentation_layers
+    from .augment import effect_layers
 
     pixels = np.asarray(image, dtype=np.float32)
     if pixels.ndim != 3 or pixels.shape[-1] != 3:
         raise ValueError(f"expected one (height, width, 3) image, got shape {pixels.shape}")
     panels = [("original", pixels)]
-    for layer in augmentation_layers(augment_cfg, seed):
+    for layer in effect_layers(augment_cfg, seed):
         for _ in range(AUGMENT_TRIES):
             out = np.asarray(layer(pixels[None], training=True))[0]
             if not np.allclose(out, pixels):

@@ -99,8 +99,6 @@ def session_settings(master: Master, address: str | None, conf: dict[str, str]) 
         "spark.python.worker.reuse": "true",
         "spark.executorEnv.TF_USE_LEGACY_KERAS": "1",
         "spark.executorEnv.TF_CPP_MIN_LOG_LEVEL": "1",
-        # oneDNN's graph rewrites intermittently corrupt the CNN under MultiWorkerMirroredStrategy.
-        "spark.executorEnv.TF_ENABLE_ONEDNN_OPTS": "0",
     }
     if master.kind in ("local", "local-cluster"):
         # Executors on this machine run the driver's interpreter (the venv with TF installed).

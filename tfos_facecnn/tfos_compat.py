@@ -7,9 +7,9 @@ node's host, so the TF cluster spec (TF_CONFIG) and all TFoS traffic use it. Wor
 managers already listen on a Unix socket with a random 16-byte authkey.
 
 InputMode.SPARK's feeding task is ours (`partition_feeder`): TFoS's own imports TensorFlow in every
-feeding Python worker (2-3 s and ~400 MB each, for nothing: it only moves pickled items) and, after a
-partition's last item, learns that the node has taken everything by polling once a second, during
-which the next partition's task cannot start and the node eats into its shuffle buffer.
+feeding Python worker (2-3 s and ~400 MB each, for nothing: it only moves pickled items) and ends a
+task only once its node's queue is empty, checked once a second, so every partition boundary leaves
+the node waiting for Spark to start the next task.
 """
 
 from __future__ import annotations
@@ -18,13 +18,15 @@ import contextlib
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 logger = logging.getLogger("tfos_facecnn.feed")
-JOIN_POLL_S = 0.02  # how often a feeding task checks that its node has taken the partition's last item
+FEED_POLL_S = 0.1  # how often a feeding task looks for room in its node's queue (8 chunks last ~1 s)
+# Queue items (chunks of images) a node may have waiting: enough to bridge the start of the next
+# feeding task, few enough that an executor never piles an epoch into the TFoS manager's memory.
+MAX_QUEUED_ITEMS = 8
 
 
 def pin_executor_address(address: str) -> None:
@@ -60,38 +62,55 @@ def _node_manager(cluster_info: list[dict[str, Any]]):
 
 def partition_feeder(cluster_info: list[dict[str, Any]], cluster_meta: dict[str, Any], feed_timeout: float = 600,
                      qname: str = "input") -> Callable:
-    """TFoS's TFSparkNode.train, the same protocol (put every item, wait until the node has taken them
-    all, ask the driver to stop once the node is terminating), without importing TF and without the
-    one-second polls."""
+    """TFoS's TFSparkNode.train with the same protocol (queue items, skip once the node terminates, ask
+    the driver to stop), but a task ends as soon as its items are queued: it waits only for room below
+    MAX_QUEUED_ITEMS, so the next task's items arrive while the node still has queued work. TFoS instead
+    waits until the queue is empty (every feeder of the executor at once), and the node idles while
+    Spark starts the next tasks."""
 
     def feed(iterator: Iterable) -> list[bool]:
         manager = _node_manager(cluster_info)
         queue, errors = manager.get_queue(qname), manager.get_queue("error")
-        if str(manager.get("state")) == "'terminating'":
-            skipped = sum(1 for _ in iterator)
-            logger.info("node is terminating: skipped %d items of this partition", skipped)
-            return [True]
+        terminating = _terminating(manager)
         count = 0
         for item in iterator:
+            if terminating or not _wait_for_room(manager, queue, errors, feed_timeout):
+                terminating = True
+                break
             queue.put(item, block=True)
             count += 1
-        taken = threading.Thread(target=queue.join, name="tfos-facecnn-feed-join", daemon=True)
-        taken.start()
-        deadline = time.monotonic() + feed_timeout
-        while taken.is_alive():
-            if not errors.empty():
-                raise RuntimeError(f"the TF node on this executor failed:\n{errors.get()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the TF node took no data for feed_timeout ({feed_timeout} s); raise "
-                                   "feed_timeout in the config if its steps are that slow")
-            taken.join(JOIN_POLL_S)
-        logger.info("fed %d items", count)
-        terminating = str(manager.get("state")) == "'terminating'"
+        skipped = sum(1 for _ in iterator)
+        logger.info("fed %d items%s", count, f", skipped {skipped} (node terminating)" if skipped else "")
+        terminating = terminating or _terminating(manager)
         if terminating:
             _request_stop(cluster_meta["server_addr"])
         return [terminating]
 
     return feed
+
+
+def _terminating(manager) -> bool:
+    return str(manager.get("state")) == "'terminating'"
+
+
+def _wait_for_room(manager, queue, errors, feed_timeout: float) -> bool:
+    """Polls until the node's queue holds fewer than MAX_QUEUED_ITEMS; False once the node terminates.
+    Raises when the node failed, or when it took nothing for feed_timeout seconds."""
+    deadline, last = time.monotonic() + feed_timeout, None
+    while True:
+        if not errors.empty():
+            raise RuntimeError(f"the TF node on this executor failed:\n{errors.get()}")
+        size = queue.qsize()
+        if size < MAX_QUEUED_ITEMS:
+            return True
+        if _terminating(manager):
+            return False
+        if last is None or size < last:
+            deadline, last = time.monotonic() + feed_timeout, size
+        elif time.monotonic() > deadline:
+            raise RuntimeError(f"the TF node took no data for feed_timeout ({feed_timeout} s); raise "
+                               "feed_timeout in the config if its steps are that slow")
+        time.sleep(FEED_POLL_S)  # polls the queue's size: the condition itself, under a deadline
 
 
 def _request_stop(server_addr) -> None:

@@ -7,11 +7,9 @@ import threading
 
 import pytest
 
-from tfos_facecnn.tfos_compat import partition_feeder
+from tfos_facecnn.tfos_compat import MAX_QUEUED_ITEMS, partition_feeder, pinned_address
 
 pytestmark = pytest.mark.timeout(60)
-# The feeder's join thread outlives the manager in tests that end before the node takes the item.
-LEFT_JOIN_THREAD = pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 
 
 @pytest.fixture
@@ -41,13 +39,20 @@ def consume(queue, taken: list, count: int) -> threading.Thread:
     return thread
 
 
-def test_feeds_every_item_and_returns_once_the_node_took_them(node):
+def test_feeds_every_item_in_order_holding_back_while_the_queue_is_full(node):
     manager, info = node
+    items = MAX_QUEUED_ITEMS * 3
     taken: list = []
-    consumer = consume(manager.get_queue("input"), taken, 5)
-    assert partition_feeder(info, {"server_addr": None})(iter(range(5))) == [False]
-    consumer.join(5)
-    assert taken == [0, 1, 2, 3, 4]
+    consumer = consume(manager.get_queue("input"), taken, items)
+    assert partition_feeder(info, {"server_addr": None})(iter(range(items))) == [False]
+    consumer.join(10)
+    assert taken == list(range(items))
+
+
+def test_a_task_ends_once_its_items_are_queued_without_waiting_for_the_node(node):
+    manager, info = node
+    assert partition_feeder(info, {"server_addr": None})(iter(range(3))) == [False]
+    assert manager.get_queue("input").qsize() == 3
 
 
 def test_feeder_module_does_not_import_tensorflow():
@@ -59,14 +64,37 @@ def test_feeder_module_does_not_import_tensorflow():
     assert out.stdout.strip() == "False", out.stderr[-2000:]
 
 
-def test_a_terminating_node_gets_nothing_more(node):
+@pytest.fixture
+def reservation_server():
+    """The driver's TFoS reservation server, on loopback: a terminating node's feeder asks it to stop."""
+    from tensorflowonspark import reservation
+
+    with pinned_address("127.0.0.1"):
+        server = reservation.Server(1)
+        address = server.start()
+    yield server, {"server_addr": address}
+    server.stop()
+
+
+def test_a_terminating_node_gets_nothing_more_and_the_driver_is_asked_to_stop(node, reservation_server):
     manager, info = node
+    server, meta = reservation_server
     manager.set("state", "terminating")
-    assert partition_feeder(info, {"server_addr": None})(iter(range(3))) == [True]
+    assert partition_feeder(info, meta)(iter(range(3))) == [True]
     assert manager.get_queue("input").empty()
+    assert server.done
 
 
-@LEFT_JOIN_THREAD
+def test_a_node_that_terminates_mid_partition_stops_the_feeder(node, reservation_server):
+    manager, info = node
+    server, meta = reservation_server
+    timer = threading.Timer(0.2, manager.set, ("state", "terminating"))
+    timer.start()
+    assert partition_feeder(info, meta, feed_timeout=30)(iter(range(MAX_QUEUED_ITEMS + 5))) == [True]
+    assert manager.get_queue("input").qsize() == MAX_QUEUED_ITEMS
+    assert server.done
+
+
 def test_a_failed_node_fails_the_feeding_task_with_its_error(node):
     manager, info = node
     manager.get_queue("error").put("Traceback: ValueError: boom")
@@ -74,11 +102,10 @@ def test_a_failed_node_fails_the_feeding_task_with_its_error(node):
         partition_feeder(info, {"server_addr": None})(iter([1]))
 
 
-@LEFT_JOIN_THREAD
 def test_a_stuck_node_times_out_naming_the_setting(node):
     _, info = node
     with pytest.raises(RuntimeError, match=r"feed_timeout \(0.3 s\)"):
-        partition_feeder(info, {"server_addr": None}, feed_timeout=0.3)(iter([1]))
+        partition_feeder(info, {"server_addr": None}, feed_timeout=0.3)(iter(range(MAX_QUEUED_ITEMS + 1)))
 
 
 def test_an_executor_without_a_node_is_named(node, monkeypatch):

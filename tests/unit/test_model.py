@@ -62,17 +62,69 @@ def test_every_augmentation_can_be_switched_off():
     assert [layer.name for layer in model.layers][0] == "rescaling"
     on = build_from_config(TrainConfig(image_size=64))
     names = [layer.name for layer in on.layers]
-    assert names[:6] == ["random_flip", "random_rotation", "random_contrast", "random_invert", "random_zoom",
-                         "random_translation"]
+    assert names[:2] == ["augment", "rescaling"]
 
 
-def test_random_invert_flips_pixels():
-    from tfos_facecnn.augment import random_invert_layer
+def _layer(**effects):
+    from tfos_facecnn.augment import random_augment_layer
 
-    layer = random_invert_layer(1.0, seed=1)
-    pixels = np.full((2, 4, 4, 3), 10.0, dtype="float32")
-    np.testing.assert_array_equal(layer(pixels, training=True).numpy(), 245.0)
-    np.testing.assert_array_equal(layer(pixels, training=False).numpy(), 10.0)
+    off = dict(flip="none", rotation=0, contrast=0, invert_probability=0, zoom_in=0, zoom_out=0, translation=0)
+    return random_augment_layer(AugmentConfig(**{**off, **effects}), seed=1)
+
+
+def test_inversion_and_flip_are_exact():
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3)).astype("float32")
+    inverted = _layer(invert_probability=1.0)
+    np.testing.assert_allclose(inverted(pixels, training=True).numpy(), 255.0 - pixels, atol=1e-4)
+    np.testing.assert_array_equal(inverted(pixels, training=False).numpy(), pixels)
+    flipped = _layer(flip="horizontal")(pixels, training=True).numpy()
+    for image, out in zip(pixels, flipped, strict=True):  # each image flipped or not, exactly
+        assert np.allclose(out, image, atol=1e-3) or np.allclose(out, image[:, ::-1], atol=1e-3)
+
+
+def test_contrast_keeps_each_channel_mean_and_range():
+    pixels = np.random.default_rng(1).uniform(60, 200, (4, 16, 16, 3)).astype("float32")
+    out = _layer(contrast=0.1)(pixels, training=True).numpy()
+    np.testing.assert_allclose(out.mean(axis=(1, 2)), pixels.mean(axis=(1, 2)), rtol=1e-4)
+    spread = out.std(axis=(1, 2)) / pixels.std(axis=(1, 2))
+    assert np.all((spread > 0.9 - 1e-4) & (spread < 1.1 + 1e-4))
+
+
+def test_one_composed_warp_matches_the_keras_layers_one_after_another():
+    """rotation, then zoom, then translation (Keras' three warps) == one warp with the product matrix,
+    away from the borders, up to the extra interpolation of the three-warp path."""
+    import tensorflow as tf
+    from tf_keras.src.layers.preprocessing.image_preprocessing import (
+        get_rotation_matrix,
+        get_translation_matrix,
+        get_zoom_matrix,
+        transform,
+    )
+
+    from tfos_facecnn.augment import affine_transforms
+
+    size = 96.0
+    yy, xx = np.mgrid[0:96, 0:96].astype("float32")
+    smooth = np.stack([np.sin(xx / 9), np.cos(yy / 11), np.sin((xx + yy) / 13)], axis=-1) * 100 + 128
+    images = tf.constant(np.stack([smooth, smooth[::-1]]), tf.float32)
+    angles = tf.constant([0.3, -0.5])
+    zooms = tf.constant([[0.8, 0.8], [1.1, 1.1]])
+    shifts = tf.constant([[5.0, -3.0], [-7.0, 2.0]])
+    stepwise = images
+    for matrix in (get_rotation_matrix(angles, size, size), get_zoom_matrix(zooms, size, size),
+                   get_translation_matrix(shifts)):
+        stepwise = transform(stepwise, matrix, fill_mode="reflect", interpolation="bilinear")
+    composed = affine_transforms(tf, tf.zeros([2]), tf.zeros([2]), angles, zooms, shifts, size, size)
+    once = transform(images, composed, fill_mode="reflect", interpolation="bilinear")
+    inner = (slice(None), slice(30, 66), slice(30, 66))
+    assert float(tf.reduce_mean(tf.abs(once[inner] - stepwise[inner]))) < 1.0  # of 0..255
+    for single, keras_matrix in ((dict(angles=angles), get_rotation_matrix(angles, size, size)),
+                                 (dict(zooms=zooms), get_zoom_matrix(zooms, size, size)),
+                                 (dict(translations=shifts), get_translation_matrix(shifts))):
+        parts = {"angles": tf.zeros([2]), "zooms": tf.ones([2, 2]), "translations": tf.zeros([2, 2]), **single}
+        mine = affine_transforms(tf, tf.zeros([2]), tf.zeros([2]), parts["angles"], parts["zooms"],
+                                 parts["translations"], size, size)
+        np.testing.assert_allclose(mine.numpy(), keras_matrix.numpy(), atol=1e-4)
 
 
 def test_exported_model_loads_in_keras3_and_tf_keras(tmp_path):
