@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from bench.common import job_command, run_streaming
+from bench.common import job_command, median, run_streaming
 from bench.dataset import generate, replicate
 from bench.measure_train import LOCAL, decode_costs, figure, run_worker
 from bench.suite import Suite
@@ -36,16 +36,34 @@ def setup(suite: Suite) -> None:
 
 
 def measure_d(suite: Suite) -> dict[str, Any]:
+    """The prepare job at N and at memory_factor x N images (the raw set replicated): the figure is the
+    steady state, the extra images over the extra seconds per core, as for training (a job's fixed start
+    costs, its Spark jobs and the last task's tail, are reported beside it, not spread over the images)."""
     s = suite.settings
-    out = run_worker(suite, "d-prepare", "worker_spark.py", "--data", str(suite.raw_dir), "--out",
-                     str(suite.work / "d-prepared"), "--image-size", str(s.image_size))
+    if not suite.raw_x_dir.exists():
+        suite.data["raw_x_images"] = replicate(suite.raw_dir, suite.raw_x_dir, s.memory_factor)
+    runs = {}
+    for label, data in (("N", suite.raw_dir), (f"{s.memory_factor}N", suite.raw_x_dir)):
+        runs[label] = run_worker(suite, f"d-prepare-{label}", "worker_spark.py", "--data", str(data), "--out",
+                                 str(suite.work / f"d-prepared-{label}"), "--image-size", str(s.image_size))
+    small, large = runs["N"], runs[f"{s.memory_factor}N"]
+    t_small, t_large = median(small["seconds"]), median(large["seconds"])
+    extra_images, extra_seconds = large["images"] - small["images"], t_large - t_small
+    if extra_seconds <= 0:
+        raise RuntimeError(f"prepare took no longer at {large['images']} images ({t_large:.2f} s) than at "
+                           f"{small['images']} ({t_small:.2f} s): too few images to measure; raise --images")
+    per_image_s = extra_seconds / extra_images
     costs = decode_costs(suite)
-    return figure(f"prepare job (prepare_on_spark in a warm local[*] session), {s.raw_size} px -> "
-                  f"{s.image_size} px", out["images_per_s_per_core"], "images/s/core",
+    return figure(f"prepare job (prepare_on_spark in a warm local[*] session), {s.raw_size} px -> {s.image_size} "
+                  "px, steady state", extra_images / extra_seconds / small["cores"], "images/s/core",
                   naive_pillow_images_per_s_per_core=costs["naive_images_per_s"],
                   naive_ms_per_image=costs["naive_ms"], decode_image_ms_per_image=costs["decode_image_ms"],
-                  prepare_images=out["images"], cores=out["cores"], timed_runs_s=out["seconds"],
-                  warm_up_s=out["warm_up_s"], spark_submit_prepare_wall_s=suite.data.get("prepare_job_wall_s"))
+                  whole_job_images_per_s_per_core={"N": small["images_per_s_per_core"],
+                                                   f"{s.memory_factor}N": large["images_per_s_per_core"]},
+                  fixed_overhead_s=t_small - small["images"] * per_image_s,
+                  images={"N": small["images"], f"{s.memory_factor}N": large["images"]}, cores=small["cores"],
+                  timed_runs_s={label: run["seconds"] for label, run in runs.items()},
+                  spark_submit_prepare_wall_s=suite.data.get("prepare_job_wall_s"))
 
 
 def _exported_model(suite: Suite) -> Path:

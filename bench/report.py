@@ -92,7 +92,8 @@ def _fmt(value: Any) -> str:
 def _notes(key: str, detail: dict[str, Any]) -> str:
     picks = {
         "c2": ["decode_image_ms_per_image"],
-        "d": ["naive_pillow_images_per_s_per_core", "decode_image_ms_per_image", "naive_ms_per_image"],
+        "d": ["naive_pillow_images_per_s_per_core", "whole_job_images_per_s_per_core", "fixed_overhead_s",
+              "decode_image_ms_per_image", "naive_ms_per_image"],
         "e_tensorflow": ["one_node_images_per_s", "two_nodes_images_per_s"],
         "e_spark": ["one_node_images_per_s", "two_nodes_images_per_s"],
         "f": ["tensorflow_to_tf_node_started_s", "spark_to_tf_node_started_s", "spark_to_first_step_s"],

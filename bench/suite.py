@@ -83,6 +83,10 @@ class Suite:
         return self.work / "data" / f"face2comics-{self.settings.raw_size}px"
 
     @property
+    def raw_x_dir(self) -> Path:
+        return self.work / "data" / f"face2comics-{self.settings.raw_size}px-x{self.settings.memory_factor}"
+
+    @property
     def prepared_dir(self) -> Path:
         return self.work / "data" / f"prepared-{self.settings.image_size}px"
 

@@ -62,7 +62,8 @@ def run_training(cfg: TrainConfig, master_url: str | None = None) -> TrainResult
                 "lower --cluster-size or give Spark more executors (--num-executors, spark.cores.max)"
             )
         if cfg.input_mode == "spark":
-            inputs = spark_mode_inputs(sc, cfg, data, nodes)
+            epochs_to_feed = min(cfg.epochs - state.epochs_done for state in states.values() if not state.finished)
+            inputs = spark_mode_inputs(sc, cfg, data, nodes, epochs_to_feed)
         else:
             inputs = tensorflow_mode_inputs(sc, cfg, data, nodes)
         try:

@@ -24,11 +24,13 @@ from .data.tfrecords import encode_pixels
 from .pipeline import train_steps_per_epoch
 from .prepare import PrepareConfig, is_prepared, load_prepared, looks_prepared, prepare_on_spark
 
-ITEMS_PER_PARTITION = 64  # small partitions spread the feed evenly over the TF nodes
 # Images per TFoS queue item: TFoS moves each item with three IPC round trips (put, get, task_done);
 # chunks of 16 cut that overhead 16-fold while keeping partitions fine-grained.
 FEED_CHUNK = 16
-PARTITIONS_PER_NODE = 4
+# At most this many images per feeding task. Each Spark task costs the executor ~50-100 ms of CPU that
+# the TF node beside it does not get, so the feed uses few, large partitions (see feed_partitions).
+ITEMS_PER_FEED_TASK = 1024
+DECODE_TASKS_PER_CORE = 2  # the decode stage: enough tasks to keep every core busy to the end
 
 
 @dataclass
@@ -93,14 +95,26 @@ def chunked(size: int) -> Callable:
     return chunk
 
 
-def spark_mode_inputs(sc, cfg: TrainConfig, data: RawData, nodes: int) -> ModeInputs:
-    """Decode every image once on the executors (training pixels cached for all epochs, val/test only
-    checked), list the bad files, and feed the cached training pixels."""
+def feed_partitions(train_images: int, nodes: int, epochs: int, steps_safety: float) -> int:
+    """Feeding tasks per epoch: as few as possible, but with several nodes enough of them that the
+    only imbalance Spark's scheduling can cause (one partition more for one node, one less for another:
+    executors take the next task as their node drains its queue, and MultiWorkerMirroredStrategy keeps
+    the nodes in step) stays within half of the 1 - steps_safety margin of a node's share of the feed."""
+    count = math.ceil(train_images / ITEMS_PER_FEED_TASK)
+    if nodes > 1:
+        margin = max(1.0 - steps_safety, 0.01)
+        count = max(count, nodes, math.ceil(2 * nodes / (margin * max(epochs, 1))))
+    return max(1, count)
+
+
+def spark_mode_inputs(sc, cfg: TrainConfig, data: RawData, nodes: int, epochs: int) -> ModeInputs:
+    """Decode every image once on the executors (training images cached for all epochs, val/test only
+    checked), list the bad files, and feed the cached training images for `epochs` epochs."""
     from pyspark import StorageLevel
 
     records = data.records
-    partitions = max(nodes * PARTITIONS_PER_NODE, math.ceil(len(records) / ITEMS_PER_PARTITION))
-    decoded = sc.parallelize([tuple(r) for r in records], partitions).mapPartitions(
+    decode_tasks = max(1, min(len(records), DECODE_TASKS_PER_CORE * sc.defaultParallelism))
+    decoded = sc.parallelize([tuple(r) for r in records], decode_tasks).mapPartitions(
         decode_partition(cfg.image_size)
     ).persist(StorageLevel.MEMORY_AND_DISK)
     checked = decoded.map(lambda r: (r[1], r[2], r[4], r[5])).collect()  # decodes every file once, into the cache
@@ -109,15 +123,23 @@ def spark_mode_inputs(sc, cfg: TrainConfig, data: RawData, nodes: int) -> ModeIn
     summary = data_summary(data.found.root, records, skipped, data.found.ignored)
     check_splits_usable(summary["counts"])
     bad = {path for path, _ in skipped}
-    steps = train_steps_per_epoch(summary["counts"][TRAIN]["total"], cfg.batch_size, cfg.steps_safety)
+    train_images = summary["counts"][TRAIN]["total"]
+    steps = train_steps_per_epoch(train_images, cfg.batch_size, cfg.steps_safety)
     args = {
         "val": [(r.path, r.label) for r in records if r.split == VAL and r.path not in bad],
         "test": [(r.path, r.label) for r in records if r.split == TEST and r.path not in bad],
     }
-    feed = decoded.filter(lambda r: r[0] == TRAIN and r[3] is not None and r[1] not in bad).map(
-        lambda r: (r[3], r[2])
-    ).mapPartitions(chunked(FEED_CHUNK))
-    return ModeInputs(args, summary, steps, feed, release=decoded.unpersist)
+    training = decoded.filter(lambda r: r[0] == TRAIN and r[3] is not None and r[1] not in bad)
+    partitions = feed_partitions(train_images, nodes, epochs, cfg.steps_safety)
+    # Balanced partitions: a shuffle of the small encoded images (once, cached) rather than a coalesce
+    # of decode tasks that hold different numbers of training images.
+    feed = training.map(lambda r: (r[3], r[2])).repartition(partitions).persist(StorageLevel.MEMORY_AND_DISK)
+
+    def release() -> None:
+        feed.unpersist()
+        decoded.unpersist()
+
+    return ModeInputs(args, summary, steps, feed.mapPartitions(chunked(FEED_CHUNK)), release=release)
 
 
 def _auto_prepare(sc, cfg: TrainConfig, data: RawData, nodes: int) -> tuple[str, dict[str, Any]]:

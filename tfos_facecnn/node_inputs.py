@@ -33,8 +33,8 @@ class NodeInputs:
 
 
 class _FeedCounter:
-    """Pulls chunks of (pixels, label) items from the TFoS queue (the driver feeds lists of them: one
-    IPC round trip per chunk, not per image) and counts the images for the node record."""
+    """Pulls chunks of (JPEG bytes, label) items from the TFoS queue (the driver feeds lists of them:
+    one IPC round trip per chunk, not per image) and counts the images for the node record."""
 
     def __init__(self, feed) -> None:
         self.feed = feed
@@ -45,9 +45,8 @@ class _FeedCounter:
             elements = self.feed.next_batch(1)
             if not elements:
                 break
-            for item in elements[0]:
-                self.items += 1
-                yield item
+            self.items += len(elements[0])
+            yield elements[0]
 
 
 def terminate_feed(feed) -> int:

@@ -51,23 +51,27 @@ def _options(tf):
     return options
 
 
-def feed_dataset(items: Callable[[], Iterator[tuple[bytes, int]]], image_size: int, per_replica_batch: int, seed: int):
-    """(JPEG bytes at the training size, label) fed by Spark executors -> shuffled, decoded batches."""
+def feed_dataset(chunks: Callable[[], Iterator[list[tuple[bytes, int]]]], image_size: int, per_replica_batch: int,
+                 seed: int):
+    """Chunks of (JPEG bytes at the training size, label) fed by Spark executors -> shuffled, decoded
+    batches. A chunk crosses from Python into TF as one element (then unbatched): from_generator's
+    per-element cost in the node's Python is paid once per chunk, not once per image."""
     import tensorflow as tf
 
     shape = (image_size, image_size, 3)
 
     def generate():
-        for encoded, label in items():
-            yield encoded, np.float32(label)
+        for chunk in chunks():
+            yield (np.array([encoded for encoded, _ in chunk], dtype=object),
+                   np.array([label for _, label in chunk], dtype=np.float32))
 
     def decode(encoded, label):
         return tf.ensure_shape(tf.io.decode_jpeg(encoded, channels=3), shape), label
 
     dataset = tf.data.Dataset.from_generator(
         generate,
-        output_signature=(tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.float32)),
-    )
+        output_signature=(tf.TensorSpec((None,), tf.string), tf.TensorSpec((None,), tf.float32)),
+    ).unbatch()
     dataset = dataset.shuffle(FEED_SHUFFLE_BUFFER, seed=seed)  # encoded: a cheap buffer to shuffle
     dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE).batch(per_replica_batch, drop_remainder=True)
     return _as_model_input(tf, dataset).prefetch(PREFETCH_BATCHES).with_options(_options(tf))
