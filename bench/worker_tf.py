@@ -20,6 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The TF settings of the job's nodes (conf/spark-defaults.conf): the baseline differs only by Spark + TFoS.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
 def job_config(image_size: int, batch_size: int, epochs: int):

@@ -65,13 +65,10 @@ def main_fun(args: dict[str, Any], ctx) -> None:
 def _configure_tf(threads: int):
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    # Where TF is imported first (TENSORFLOW mode on local masters): see spark_env's TF_ENABLE_ONEDNN_OPTS.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     import tensorflow as tf
 
-    # Grappler's remapper fuses Conv2D + BiasAdd + Relu (and, with oneDNN, more patterns); under
-    # MultiWorkerMirroredStrategy it intermittently wires a fused conv2 to the 3-channel image ("input
-    # depth must be evenly divisible by filter depth: 3 vs 32", seen in 2-node SPARK-mode runs). The
-    # unfused oneDNN kernels cost ~3% (BENCHMARKS.md); turning oneDNN off would cost 1.75x.
-    tf.config.optimizer.set_experimental_options({"remapping": False})
     if threads > 0:
         # One TF node per executor: TF's pools match the executor's cores instead of the machine's.
         tf.config.threading.set_intra_op_parallelism_threads(threads)
