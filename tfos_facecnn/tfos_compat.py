@@ -124,17 +124,37 @@ def _request_stop(server_addr) -> None:
         logger.info("could not ask the driver to stop feeding: %s", e)
 
 
+def _forgetting_dead_manager(mapfn: Callable) -> Callable:
+    """TFoS refuses to start a node in a Python worker that still references a manager not 'stopped',
+    and crashes (FileNotFoundError) when that manager's process is gone: a worker reused from an
+    earlier cluster of the same job (`--variant all`) whose manager died with the worker that ran it."""
+
+    def start_node(iterator):
+        from tensorflowonspark.TFSparkNode import TFSparkNode as worker_state  # TFoS's per-worker class
+
+        if worker_state.mgr is not None:
+            try:
+                worker_state.mgr.get("state")
+            except (OSError, EOFError):
+                worker_state.mgr = None
+        return mapfn(iterator)
+
+    return start_node
+
+
 @contextlib.contextmanager
 def own_feeder() -> Iterator[None]:
-    """TFCluster.train feeds with partition_feeder while the block runs (driver side)."""
+    """While the block runs, TFCluster feeds with partition_feeder and starts nodes in workers that
+    forget a dead manager of an earlier cluster (driver side)."""
     from tensorflowonspark import TFSparkNode
 
-    original = TFSparkNode.train
+    original_train, original_run = TFSparkNode.train, TFSparkNode.run
     TFSparkNode.train = partition_feeder
+    TFSparkNode.run = lambda *args, **kwargs: _forgetting_dead_manager(original_run(*args, **kwargs))
     try:
         yield
     finally:
-        TFSparkNode.train = original
+        TFSparkNode.train, TFSparkNode.run = original_train, original_run
 
 
 @contextlib.contextmanager

@@ -115,3 +115,20 @@ def test_an_executor_without_a_node_is_named(node, monkeypatch):
     monkeypatch.setattr(util, "get_ip_address", lambda: "127.0.0.2")
     with pytest.raises(RuntimeError, match="no TF node on this executor"):
         partition_feeder(info, {"server_addr": None})(iter([1]))
+
+
+def test_a_node_start_forgets_the_dead_manager_of_an_earlier_cluster(node):
+    from tensorflowonspark.TFSparkNode import TFSparkNode as worker_state
+
+    from tfos_facecnn.tfos_compat import _forgetting_dead_manager
+
+    manager, info = node
+    dead = type(manager)(manager.address, authkey=b"test-key-0123456")
+    dead.connect()
+    manager.shutdown()  # its server process is gone, as when its Python worker was stopped
+    worker_state.mgr = dead
+    try:
+        assert _forgetting_dead_manager(lambda iterator: list(iterator))(iter([1, 2])) == [1, 2]
+        assert worker_state.mgr is None
+    finally:
+        worker_state.mgr = None
