@@ -19,6 +19,7 @@ interpolated once instead of three times (less blur).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 from .config import AugmentConfig
@@ -151,8 +152,6 @@ _NOTHING = AugmentConfig(flip="none", rotation=0.0, contrast=0.0, invert_probabi
 
 
 def _only(cfg: AugmentConfig, effect: str) -> AugmentConfig:
-    from dataclasses import replace
-
     if effect == "zoom":
         return replace(_NOTHING, zoom_in=cfg.zoom_in, zoom_out=cfg.zoom_out)
     return replace(_NOTHING, **{effect: getattr(cfg, effect)})

@@ -82,7 +82,7 @@ def run_cluster(sc, cfg: TrainConfig, nodes: int, address: str | None, args: dic
     from tensorflowonspark import TFCluster
 
     from .node import main_fun
-    from .tfos_compat import own_feeder, pinned_address
+    from .tfos_compat import own_executor_functions, pinned_address
 
     def cancel_on_failure(event: dict[str, Any]) -> None:
         print_progress(event)
@@ -92,7 +92,7 @@ def run_cluster(sc, cfg: TrainConfig, nodes: int, address: str | None, args: dic
     events.on_event = cancel_on_failure
     TFCluster.tf_status.clear()  # TFoS keeps errors in a module global across runs
     try:
-        with own_feeder(), pinned_address(address), Watchdog(events, cfg.node_timeout):
+        with own_executor_functions(), pinned_address(address), Watchdog(events, cfg.node_timeout):
             mode = TFCluster.InputMode.SPARK if feed is not None else TFCluster.InputMode.TENSORFLOW
             cluster = TFCluster.run(
                 sc, main_fun, args, nodes, num_ps=0, tensorboard=False, input_mode=mode, master_node="chief",

@@ -65,8 +65,6 @@ def main_fun(args: dict[str, Any], ctx) -> None:
 def _configure_tf(threads: int):
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-    # Where TF is imported first (TENSORFLOW mode on local masters): see spark_env's TF_ENABLE_ONEDNN_OPTS.
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     import tensorflow as tf
 
     if threads > 0:

@@ -143,7 +143,7 @@ def _forgetting_dead_manager(mapfn: Callable) -> Callable:
 
 
 @contextlib.contextmanager
-def own_feeder() -> Iterator[None]:
+def own_executor_functions() -> Iterator[None]:
     """While the block runs, TFCluster feeds with partition_feeder and starts nodes in workers that
     forget a dead manager of an earlier cluster (driver side)."""
     from tensorflowonspark import TFSparkNode
