@@ -22,7 +22,7 @@ BENCH = REPO / "bench"
 PYTHON = sys.executable
 EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+) .*images/s=([0-9.]+)")
 STARTED_LINE = re.compile(r"^TF node (\S+) started on \S+ \(pid (\d+)")
-MEMORY_POLL_S = 0.5  # sampling interval of the RSS census (not a wait for the job)
+MEMORY_POLL_S = 0.5  # interval of the process census (not a wait for the job); peaks are the kernel's own
 
 
 def spark_env() -> dict[str, str]:
@@ -90,6 +90,20 @@ class RunResult:
         raise RuntimeError(f"no JSON result line in the output:\n{self.tail()}")
 
 
+def peak_rss(process) -> int:
+    """The kernel's high-water mark of the process's resident set (VmHWM), in bytes: the true peak,
+    whenever it happened. Sampling RSS instead would miss peaks between polls and read higher the longer
+    a run lasts (more samples), which is just what the N vs 4N memory figure must not measure."""
+    try:
+        with open(f"/proc/{process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return process.memory_info().rss  # no procfs (not Linux): the current RSS, a lower bound
+
+
 def _poll_tree(root, peaks: dict[int, tuple[int, str]]) -> None:
     import psutil
 
@@ -99,7 +113,7 @@ def _poll_tree(root, peaks: dict[int, tuple[int, str]]) -> None:
         return
     for process in processes:
         try:
-            rss = process.memory_info().rss
+            rss = peak_rss(process)
             if rss > peaks.get(process.pid, (0, ""))[0]:
                 cmd = peaks.get(process.pid, (0, ""))[1] or " ".join(process.cmdline())[:300]
                 peaks[process.pid] = (rss, cmd)
@@ -110,8 +124,8 @@ def _poll_tree(root, peaks: dict[int, tuple[int, str]]) -> None:
 def run_streaming(command: list[str], timeout_s: float, log_path: Path, cwd: Path = REPO,
                   memory: bool = False, env: dict[str, str] | None = None) -> RunResult:
     """Runs `command` in its own process group; timestamps every stdout line as it arrives; stderr goes
-    to log_path; with memory=True polls the peak RSS of every process of the tree. Kills the group on
-    timeout (only this process group, which this function started)."""
+    to log_path; with memory=True records the peak RSS (VmHWM) of every process of the tree. Kills the
+    group on timeout (only this process group, which this function started)."""
     import psutil
 
     lines: list[tuple[float, str]] = []

@@ -42,3 +42,20 @@ def test_quick_suite_measures_every_figure(tmp_path: Path):
     for key in FIGURES:
         assert f"| {key} |" in text, key
     assert "## What each change bought" in text and "## Ratios vs targets" in text
+
+
+def test_peak_rss_is_the_high_water_mark_not_the_current_size():
+    """A peak that came and went between two polls still counts (the N vs 4N memory figure relies on it)."""
+    import psutil
+
+    from bench.common import peak_rss
+
+    me = psutil.Process()
+    resident_before = me.memory_info().rss
+    block = bytearray(64 * 2**20)  # touched: bytearray zero-fills, so the pages are resident
+    during = peak_rss(me)
+    del block
+    after = peak_rss(me)
+    assert during >= resident_before + 48 * 2**20  # the block counted while it lived
+    assert after >= during - 4 * 2**20  # the kernel's per-thread RSS counters lag by a few pages
+    assert after - me.memory_info().rss >= 48 * 2**20  # and still counts once freed (64 MB: mmapped, returned)
