@@ -20,8 +20,8 @@ setup(
         "numpy>=1.26,<3",
         "pyyaml>=6.0,<7",
         "matplotlib>=3.8,<4",  # the evaluation figures
-        "tensorboard>=2.21,<2.22",
-        "psutil>=5.9",  # the standalone-cluster launcher finds and stops exactly its own processes  # tf.summary (the TensorBoard callback) needs it, and it shows the logs
+        "tensorboard>=2.21,<2.22",  # tf.summary (the TensorBoard callback) needs it, and it shows the logs
+        "psutil>=5.9",  # the standalone-cluster launcher finds and stops exactly its own processes
     ],
     extras_require={
         "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "psutil>=5.9", "ruff>=0.6"],

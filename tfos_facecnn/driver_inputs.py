@@ -132,14 +132,17 @@ def spark_mode_inputs(sc, cfg: TrainConfig, data: RawData, nodes: int, epochs: i
     training = decoded.filter(lambda r: r[0] == TRAIN and r[3] is not None and r[1] not in bad)
     partitions = feed_partitions(train_images, nodes, epochs, cfg.steps_safety)
     # Balanced partitions: a shuffle of the small encoded images (once, cached) rather than a coalesce
-    # of decode tasks that hold different numbers of training images.
-    feed = training.map(lambda r: (r[3], r[2])).repartition(partitions).persist(StorageLevel.MEMORY_AND_DISK)
+    # of decode tasks that hold different numbers of training images. Chunked before the cache: each
+    # epoch's feeding task then reads cached chunks straight into the feeding Python worker (one
+    # JVM -> Python crossing, one worker per task) instead of chunking in a second Python stage.
+    feed = (training.map(lambda r: (r[3], r[2])).repartition(partitions).mapPartitions(chunked(FEED_CHUNK))
+            .persist(StorageLevel.MEMORY_AND_DISK))
 
     def release() -> None:
         feed.unpersist()
         decoded.unpersist()
 
-    return ModeInputs(args, summary, steps, feed.mapPartitions(chunked(FEED_CHUNK)), release=release)
+    return ModeInputs(args, summary, steps, feed, release=release)
 
 
 def _auto_prepare(sc, cfg: TrainConfig, data: RawData, nodes: int) -> tuple[str, dict[str, Any]]:
