@@ -25,7 +25,8 @@ from .pipeline import train_steps_per_epoch
 from .prepare import PrepareConfig, is_prepared, load_prepared, looks_prepared, prepare_on_spark
 
 # Images per TFoS queue item: TFoS moves each item with three IPC round trips (put, get, task_done);
-# chunks of 16 cut that overhead 16-fold, and 8 queued chunks (~1 s of training) bridge two tasks.
+# chunks of 16 cut that overhead 16-fold, and 8 queued chunks (~2 s of a 1-core node's training here)
+# bridge two tasks.
 FEED_CHUNK = 16
 # At most this many images per feeding task. Each Spark task costs the executor ~50-100 ms of CPU that
 # the TF node beside it does not get, so the feed uses few, large partitions (see feed_partitions).
@@ -132,17 +133,15 @@ def spark_mode_inputs(sc, cfg: TrainConfig, data: RawData, nodes: int, epochs: i
     training = decoded.filter(lambda r: r[0] == TRAIN and r[3] is not None and r[1] not in bad)
     partitions = feed_partitions(train_images, nodes, epochs, cfg.steps_safety)
     # Balanced partitions: a shuffle of the small encoded images (once, cached) rather than a coalesce
-    # of decode tasks that hold different numbers of training images. Chunked before the cache: each
-    # epoch's feeding task then reads cached chunks straight into the feeding Python worker (one
-    # JVM -> Python crossing, one worker per task) instead of chunking in a second Python stage.
-    feed = (training.map(lambda r: (r[3], r[2])).repartition(partitions).mapPartitions(chunked(FEED_CHUNK))
-            .persist(StorageLevel.MEMORY_AND_DISK))
+    # of decode tasks that hold different numbers of training images. Chunked after the cache, on every
+    # epoch: chunking reshuffles a partition's images each time it is fed.
+    feed = training.map(lambda r: (r[3], r[2])).repartition(partitions).persist(StorageLevel.MEMORY_AND_DISK)
 
     def release() -> None:
         feed.unpersist()
         decoded.unpersist()
 
-    return ModeInputs(args, summary, steps, feed, release=release)
+    return ModeInputs(args, summary, steps, feed.mapPartitions(chunked(FEED_CHUNK)), release=release)
 
 
 def _auto_prepare(sc, cfg: TrainConfig, data: RawData, nodes: int) -> tuple[str, dict[str, Any]]:

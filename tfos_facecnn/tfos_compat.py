@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 logger = logging.getLogger("tfos_facecnn.feed")
-FEED_POLL_S = 0.1  # how often a feeding task looks for room in its node's queue (8 chunks last ~1 s)
+FEED_POLL_S = 0.1  # how often a feeding task looks for room in its node's queue (8 chunks last ~2 s)
 # Queue items (chunks of images) a node may have waiting: enough to bridge the start of the next
 # feeding task, few enough that an executor never piles an epoch into the TFoS manager's memory.
 MAX_QUEUED_ITEMS = 8
