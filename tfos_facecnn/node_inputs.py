@@ -53,7 +53,7 @@ def terminate_feed(feed) -> int:
     """Tells this executor's feeding tasks to skip what is left of the feed (so Spark's feeding job ends
     now) and empties the queue; returns the chunks dropped. TFoS's DataFeed.terminate does the same
     but waits 5 s on the empty queue; our feeders (tfos_compat.partition_feeder) see the state at their
-    next poll (FEED_POLL_S)."""
+    next state check (TERMINATION_CHECK_S)."""
     from queue import Empty
 
     feed.mgr.set("state", "terminating")

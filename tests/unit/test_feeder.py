@@ -95,6 +95,36 @@ def test_a_node_that_terminates_mid_partition_stops_the_feeder(node, reservation
     assert server.done
 
 
+def test_a_waiting_feeder_asks_for_the_node_state_far_less_often_than_it_polls_the_queue(node, monkeypatch):
+    import time
+
+    from tfos_facecnn import tfos_compat
+
+    manager, info = node
+    checks: list[float] = []
+    real_terminating = tfos_compat._terminating
+
+    def counting(mgr) -> bool:
+        checks.append(time.monotonic())
+        return real_terminating(mgr)
+
+    monkeypatch.setattr(tfos_compat, "_terminating", counting)
+    queue = manager.get_queue("input")
+    for item in range(MAX_QUEUED_ITEMS):
+        queue.put(item)
+    taken: list = []
+    timer = threading.Timer(1.5, lambda: (taken.append(queue.get()), queue.task_done()))
+    started = time.monotonic()
+    timer.start()
+    assert partition_feeder(info, {"server_addr": None}, feed_timeout=30)(iter(["last"])) == [False]
+    waited = time.monotonic() - started
+    assert taken == [0]
+    assert waited >= 1.5
+    # one check as the task starts and one as it ends; while waiting, one per TERMINATION_CHECK_S
+    # (the queue itself is polled every FEED_POLL_S: ~15 times here)
+    assert len(checks) <= 3 + waited / tfos_compat.TERMINATION_CHECK_S
+
+
 def test_a_failed_node_fails_the_feeding_task_with_its_error(node):
     manager, info = node
     manager.get_queue("error").put("Traceback: ValueError: boom")
