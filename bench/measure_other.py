@@ -11,9 +11,7 @@ from typing import Any
 from bench.common import job_command, median, run_streaming
 from bench.dataset import generate, replicate
 from bench.measure_train import LOCAL, decode_costs, figure, run_worker
-from bench.suite import Suite
-
-PREPARE_SHARDS = 4  # train shards: a multiple of 1 and 2 nodes (measurement e)
+from bench.suite import PREPARE_SHARDS, Suite
 
 
 def setup(suite: Suite) -> None:

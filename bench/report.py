@@ -145,7 +145,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"| software | Python {m.get('python')}, TF {m.get('tensorflow')}, tf-keras {m.get('tf_keras')}, "
         f"pyspark {m.get('pyspark')}, TFoS {m.get('tensorflowonspark')} |",
         f"| data | {s['images']} generated {s['raw_size']} px JPEGs; training at {s['image_size']} px, "
-        f"global batch {s['batch_size']}, {s['epochs']} epochs ({s['scaling_epochs']} for e, "
+        f"batch {s['batch_size']} (per node in e), {s['epochs']} epochs ({s['scaling_epochs']} for e, "
+        f"on {s['memory_factor']}N, "
         f"{s['memory_epochs']} for g), {s['repeats']} repeat(s) |",
         "",
         "## Figures",

@@ -21,6 +21,7 @@ from bench.common import (
 
 STEPS_LINE = re.compile(r"^starting (\d+) TF node\(s\) on .*: (\d+) steps/epoch x (\d+) epochs, global batch (\d+)")
 MB = 2**20
+PREPARE_SHARDS = 4  # train shards of the prepared sets: a multiple of 1 and 2 nodes (measurement e)
 
 
 @dataclass
@@ -30,7 +31,9 @@ class Settings:
     image_size: int = 350  # training size (the reference CNN's input)
     batch_size: int = 32
     epochs: int = 4  # epoch 1 traces the graph; epochs 2.. are the steady state
-    scaling_epochs: int = 6  # e: 5 steady epochs of 5-6 steps per run; a 1-core node is 35 images/s
+    # e: on the memory_factor x N set (716 training images: 20-22 steps of 32 per node and epoch), so a
+    # node's feed buffers (~220 images) serve a small part of a run; 3 steady epochs
+    scaling_epochs: int = 4
     memory_epochs: int = 2
     memory_factor: int = 4  # g: N vs memory_factor x N images
     predict_paths: int = 1536  # h: the N images listed until this many paths: 6 tasks of 4 batches of 64
@@ -102,14 +105,19 @@ class Suite:
     def log(self, name: str) -> Path:
         return self.work / "logs" / f"{name}.log"
 
+    @property
+    def prepared_x_dir(self) -> Path:
+        return self.work / "data" / f"prepared-{self.settings.image_size}px-x{self.settings.memory_factor}"
+
     def train(self, name: str, master: str, mode: str, data_dir: Path, epochs: int | None = None,
-              memory: bool = False) -> TrainRun:
+              memory: bool = False, batch_size: int | None = None) -> TrainRun:
         s = self.settings
+        batch_size = batch_size or s.batch_size
         root = self.work / "runs" / name
         export = root / "export"
         command = job_command(
             "train.py", master, "--input-mode", mode, "--data-dir", str(data_dir),
-            "--image-size", str(s.image_size), "--batch-size", str(s.batch_size),
+            "--image-size", str(s.image_size), "--batch-size", str(batch_size),
             "--epochs", str(epochs or s.epochs), "--model-dir", str(root / "model"),
             "--export-dir", str(export), "--no-report",
         )
@@ -124,7 +132,7 @@ class Suite:
             run.rates = history_rates(export)
         except (OSError, ValueError, KeyError):
             run.rates = [rate for _, rate, _ in epoch_rates(result)]
-        run.startup = startup_times(result, run.steps_per_epoch, s.batch_size)
+        run.startup = startup_times(result, run.steps_per_epoch, batch_size)
         if memory:
             run.memory_mb = memory_by_role(result)
         self.runs.setdefault(name.split("-")[0], []).append(run)
