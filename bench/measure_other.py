@@ -10,8 +10,8 @@ from typing import Any
 
 from bench.common import job_command, median, run_streaming
 from bench.dataset import generate, replicate
-from bench.measure_train import LOCAL, decode_costs, figure, run_worker
-from bench.suite import PREPARE_SHARDS, Suite
+from bench.measure_train import LOCAL, decode_costs, figure, run_prepare, run_worker
+from bench.suite import Suite
 
 
 def setup(suite: Suite) -> None:
@@ -20,10 +20,7 @@ def setup(suite: Suite) -> None:
     folder replicated memory_factor times (measurement g)."""
     s = suite.settings
     suite.data["generated"] = generate(suite.raw_dir, s.images, s.raw_size)
-    command = job_command("prepare.py", LOCAL, "--data-dir", str(suite.raw_dir), "--output-dir",
-                          str(suite.prepared_dir), "--image-size", str(s.image_size), "--num-shards",
-                          str(PREPARE_SHARDS))
-    result = run_streaming(command, s.run_timeout_s, suite.log("setup-prepare")).check("jobs/prepare.py")
+    result = run_prepare(suite, suite.raw_dir, suite.prepared_dir, "setup-prepare")
     suite.data["prepare_job_wall_s"] = round(result.wall_s, 2)
     manifest = json.loads((suite.prepared_dir / "manifest.json").read_text())
     suite.data["prepared_counts"] = {split: c["total"] for split, c in manifest["counts"].items()}

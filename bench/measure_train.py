@@ -3,14 +3,16 @@ the raw JPEGs, (e) scaling, (f) start-up, (g) memory. Each returns one figure (a
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from bench.common import job_command, median, run_streaming, steady, worker_command
-from bench.suite import PREPARE_SHARDS, Suite, TrainRun
+from bench.common import RunResult, job_command, median, run_streaming, steady, worker_command
+from bench.suite import Suite, TrainRun
 
 LOCAL = "local[*]"
 ONE_NODE = "local-cluster[1,1,2048]"
 TWO_NODES = "local-cluster[2,1,2048]"
+PREPARE_SHARDS = 4  # train shards of the prepared sets: a multiple of 1 and 2 nodes (measurement e)
 
 
 def figure(title: str, value: float, unit: str, **detail: Any) -> dict[str, Any]:
@@ -21,6 +23,13 @@ def run_worker(suite: Suite, name: str, script: str, *args: str) -> dict[str, An
     """A bench/worker_*.py subprocess with the suite's timeout; its JSON result line."""
     command = worker_command(script, *args)
     return run_streaming(command, suite.settings.run_timeout_s, suite.log(name)).check(name).last_json()
+
+
+def run_prepare(suite: Suite, data_dir: Path, out_dir: Path, name: str) -> RunResult:
+    """jobs/prepare.py on local[*] at the training size, into PREPARE_SHARDS train shards."""
+    command = job_command("prepare.py", LOCAL, "--data-dir", str(data_dir), "--output-dir", str(out_dir),
+                          "--image-size", str(suite.settings.image_size), "--num-shards", str(PREPARE_SHARDS))
+    return run_streaming(command, suite.settings.run_timeout_s, suite.log(name)).check(f"jobs/prepare.py ({name})")
 
 
 def steady_median(runs: list[TrainRun]) -> float:
@@ -78,24 +87,22 @@ def _scaling(suite: Suite, mode: str, data_dir) -> dict[str, Any]:
     batch_size, so the global batch grows with the nodes (TF's multi-worker guide). Halving each node's
     batch instead (global batch fixed) costs a 1-core node ~5% of its throughput by itself."""
     s = suite.settings
+    two_node_batch = 2 * s.batch_size
     one, two = [], []
     for r in range(1, s.repeats + 1):
         one.append(suite.train(f"e_{mode}-1node-{r}", ONE_NODE, mode, data_dir, epochs=s.scaling_epochs))
         two.append(suite.train(f"e_{mode}-2nodes-{r}", TWO_NODES, mode, data_dir, epochs=s.scaling_epochs,
-                               batch_size=2 * s.batch_size))
+                               batch_size=two_node_batch))
     rate_one, rate_two = steady_median(one), steady_median(two)
     return figure(f"scaling, InputMode.{mode.upper()}: {TWO_NODES} vs {ONE_NODE}, batch {s.batch_size} per node "
-                  f"(global {s.batch_size} / {2 * s.batch_size}), {suite.data.get('sized_x_images')} images",
+                  f"(global {s.batch_size} / {two_node_batch}), {suite.data.get('sized_x_images')} images",
                   rate_two / (2 * rate_one), "efficiency", one_node_images_per_s=rate_one,
                   two_nodes_images_per_s=rate_two, runs=[run.summary() for run in one + two])
 
 
 def measure_e_tensorflow(suite: Suite) -> dict[str, Any]:
     if not (suite.prepared_x_dir / "manifest.json").exists():
-        command = job_command("prepare.py", LOCAL, "--data-dir", str(suite.sized_x_dir), "--output-dir",
-                              str(suite.prepared_x_dir), "--image-size", str(suite.settings.image_size),
-                              "--num-shards", str(PREPARE_SHARDS))
-        run_streaming(command, suite.settings.run_timeout_s, suite.log("e-prepare")).check("jobs/prepare.py (e)")
+        run_prepare(suite, suite.sized_x_dir, suite.prepared_x_dir, "e-prepare")
     return _scaling(suite, "tensorflow", suite.prepared_x_dir)
 
 

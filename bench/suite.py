@@ -21,7 +21,6 @@ from bench.common import (
 
 STEPS_LINE = re.compile(r"^starting (\d+) TF node\(s\) on .*: (\d+) steps/epoch x (\d+) epochs, global batch (\d+)")
 MB = 2**20
-PREPARE_SHARDS = 4  # train shards of the prepared sets: a multiple of 1 and 2 nodes (measurement e)
 
 
 @dataclass

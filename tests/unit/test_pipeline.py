@@ -24,8 +24,8 @@ def test_the_feed_pipeline_decodes_every_fed_image_into_model_batches():
     size = 8
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(12)]
-    chunks = [[(encode_pixels(image, "jpeg"), float(i % 2)) for i, image in enumerate(images[:7])],
-              [(encode_pixels(image, "jpeg"), float(i % 2)) for i, image in enumerate(images[7:], 7)]]
+    items = [(encode_pixels(image, "jpeg"), float(i % 2)) for i, image in enumerate(images)]
+    chunks = [items[:7], items[7:]]
     dataset = feed_dataset(lambda: iter(chunks), size, per_replica_batch=4, seed=1)
     batches = list(dataset.as_numpy_iterator())
     assert [x.shape for x, _ in batches] == [(4, size, size, 3)] * 3  # 12 images, drop_remainder
