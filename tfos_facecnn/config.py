@@ -70,11 +70,22 @@ class TrainConfig:
     # SPARK mode: cache a node's decoded validation images in its memory when they fit in this many MB.
     # 0 (default): decode them every epoch, so a node's memory does not grow with the data set.
     cache_limit_mb: int = 0
+    # TENSORFLOW mode with shards on storage: the most disk (MB) a node's local shard cache may take;
+    # 0: no limit but the free space of Spark's local dir. A node caches only its own share.
+    shard_cache_mb: int = 0
     report: bool = True  # after training: figures + report.md in EXPORT_DIR/report (the driver loads 9 images)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # fsspec options per storage scheme ({"s3": {"client_kwargs": {...}}}); may hold credentials, so it
+    # is never written into outputs (see public_dict) nor into a run's fingerprint.
+    storage: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every setting, storage options included: what travels from the driver to the TF nodes."""
         return dataclasses.asdict(self)
+
+    def public_dict(self) -> dict[str, Any]:
+        """The settings written into outputs (config.json): without the storage options."""
+        return {k: v for k, v in self.to_dict().items() if k != "storage"}
 
 
 _RANGES: dict[str, tuple[float, float]] = {
@@ -95,6 +106,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "collective_timeout": (10, 86_400),
     "steps_safety": (0.1, 1.0),
     "cache_limit_mb": (0, 1_000_000),
+    "shard_cache_mb": (0, 100_000_000),
     "rotation": (0.0, 1.0),
     "contrast": (0.0, 1.0),
     "invert_probability": (0.0, 1.0),
@@ -157,6 +169,9 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
     kwargs: dict[str, Any] = {}
     for name, value in values.items():
         f = known[name]
+        if name == "storage":
+            kwargs[name] = _storage_options(value)
+            continue
         if name == "augment":
             if not isinstance(value, Mapping):
                 raise ConfigError("config key 'augment': expected a mapping of augmentation settings")
@@ -166,6 +181,24 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
         _check_value(name, value)
         kwargs[name] = value
     return dataclasses.replace(defaults, **kwargs)
+
+
+def _storage_options(value: Any) -> dict[str, dict[str, Any]]:
+    """The `storage:` section: one mapping of fsspec options per scheme (s3, gs, abfs, hdfs)."""
+    from .storage.schemes import CONFIG_SECTIONS
+
+    if not isinstance(value, Mapping):
+        raise ConfigError("config key 'storage': expected a mapping of scheme to fsspec options, e.g. "
+                          "storage: {s3: {client_kwargs: {region_name: eu-west-1}}}")
+    options = {}
+    for section, values in value.items():
+        if section not in CONFIG_SECTIONS:
+            raise ConfigError(f"config key 'storage.{section}': unknown storage scheme; known: "
+                              f"{', '.join(CONFIG_SECTIONS)}")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"config key 'storage.{section}': expected a mapping of fsspec options")
+        options[section] = dict(values)
+    return options
 
 
 def load_yaml(path: str) -> dict[str, Any]:

@@ -38,6 +38,11 @@ def run_training(cfg: TrainConfig, master_url: str | None = None) -> TrainResult
         replace(cfg, variant=v, model_dir=storage.join(cfg.model_dir, v), export_dir=storage.join(cfg.export_dir, v))
         for v in VARIANTS
     ]
+    from .storage.access import prepare_storage
+
+    # Storage first: an unreachable endpoint, bad credentials or a missing bucket stop here, in seconds.
+    env = prepare_storage(cfg.storage, {"--data-dir": cfg.data_dir},
+                          {"--model-dir": cfg.model_dir, "--export-dir": cfg.export_dir})
     data = check_data(cfg)
     states = {run.variant: run_state(run) for run in runs}  # before Spark: a foreign MODEL_DIR stops here
     if all(state.finished for state in states.values()):
@@ -52,7 +57,7 @@ def run_training(cfg: TrainConfig, master_url: str | None = None) -> TrainResult
         )
     address = bind_address(cfg, master)
     preload_tfos()
-    spark = start_session("tfos-facecnn-train", master, address, user_conf)
+    spark = start_session("tfos-facecnn-train", master, address, user_conf, env)
     try:
         sc = spark.sparkContext
         have = wait_for_executors(sc, nodes)

@@ -64,12 +64,13 @@ def check_data(cfg: TrainConfig) -> RawData | dict[str, Any]:
     return RawData(found, records)
 
 
-def decode_partition(image_size: int) -> Callable:
+def decode_partition(image_size: int, storage_options: dict[str, Any]) -> Callable:
     """Executor side of the decode stage: keeps each training image at the training size, encoded as
     the TFRecords store it (JPEG q95, 4:4:4: ~11x smaller than its pixels in the cache and through the
     TFoS queues; the node decodes it in ~0.4 ms); only validates val/test files."""
 
     def decode(records):
+        storage.configure(storage_options)
         for path, label, split in records:
             pixels, reason, digest = load_image(path, image_size)
             kept = encode_pixels(pixels, "jpeg") if pixels is not None and split == TRAIN else None
@@ -116,7 +117,7 @@ def spark_mode_inputs(sc, cfg: TrainConfig, data: RawData, nodes: int, epochs: i
     records = data.records
     decode_tasks = max(1, min(len(records), DECODE_TASKS_PER_CORE * sc.defaultParallelism))
     decoded = sc.parallelize([tuple(r) for r in records], decode_tasks).mapPartitions(
-        decode_partition(cfg.image_size)
+        decode_partition(cfg.image_size, dict(cfg.storage))
     ).persist(StorageLevel.MEMORY_AND_DISK)
     checked = decoded.map(lambda r: (r[1], r[2], r[4], r[5])).collect()  # decodes every file once, into the cache
     skipped = [(path, error) for path, _, error, _ in checked if error is not None]

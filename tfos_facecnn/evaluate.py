@@ -49,24 +49,26 @@ def raw_split(data_dir: str, cfg: TrainConfig, split: str) -> list[tuple[str, in
     return [(r.path, r.label) for r in records if split == "all" or r.split == split]
 
 
-def score_raw(sc, model_path: str, items: Sequence[tuple[str, int]]) -> Scored:
+def score_raw(sc, model_path: str, items: Sequence[tuple[str, int]], storage_options: dict[str, Any]) -> Scored:
     from .inference import predict_on_spark
 
     labels = dict(items)
-    rows = predict_on_spark(sc, model_path, [path for path, _ in items]).collect()
+    rows = predict_on_spark(sc, model_path, [path for path, _ in items], storage_options=storage_options).collect()
     good = [row for row in rows if row[3] is None]
     return Scored([r[0] for r in good], [labels[r[0]] for r in good], [r[1] for r in good],
                   [(r[0], r[3]) for r in rows if r[3] is not None])
 
 
-def _shard_partition(model, image_size: int, record_format: str) -> Callable:
+def _shard_partition(model, image_size: int, record_format: str, storage_options: dict[str, Any]) -> Callable:
     def run(paths: Iterable[str]) -> Iterator[tuple[str, int, float]]:
         from .data.tfrecords import read_examples
         from .pipeline import predict_arrays
 
+        storage.configure(storage_options)
         loaded = model.load()
         for path in paths:
-            examples = read_examples(path, image_size, record_format)
+            with storage.local_copy(path) as local:
+                examples = read_examples(local, image_size, record_format)
             probabilities = predict_arrays(loaded, [pixels for pixels, _, _ in examples], 64)
             for (_, label, source), p in zip(examples, probabilities, strict=True):
                 yield source, label, float(p)
@@ -74,12 +76,14 @@ def _shard_partition(model, image_size: int, record_format: str) -> Callable:
     return run
 
 
-def score_prepared(sc, model_path: str, prepared_dir: str, manifest: dict[str, Any], split: str) -> Scored:
+def score_prepared(sc, model_path: str, prepared_dir: str, manifest: dict[str, Any], split: str,
+                   storage_options: dict[str, Any]) -> Scored:
     from .inference import ship_model
 
     splits = SPLITS if split == "all" else (split,)
     shards = [storage.join(prepared_dir, s["file"]) for name in splits for s in manifest["shards"][name]]
-    run = _shard_partition(ship_model(sc, model_path), manifest["image_size"], manifest["record_format"])
+    run = _shard_partition(ship_model(sc, model_path), manifest["image_size"], manifest["record_format"],
+                           storage_options)
     rows = sc.parallelize(shards, max(1, len(shards))).mapPartitions(run).collect()
     return Scored([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [])
 
@@ -102,8 +106,9 @@ def images_from_shards(prepared_dir: str, manifest: dict[str, Any], split: str, 
     wanted, found = set(names), {}
     for name in SPLITS if split == "all" else (split,):
         for shard in manifest["shards"][name]:
-            for pixels, _, source in read_examples(storage.join(prepared_dir, shard["file"]),
-                                                   manifest["image_size"], manifest["record_format"]):
+            with storage.local_copy(storage.join(prepared_dir, shard["file"])) as local:
+                examples = read_examples(local, manifest["image_size"], manifest["record_format"])
+            for pixels, _, source in examples:
                 if source in wanted:
                     found[source] = pixels
             if len(found) == len(wanted):

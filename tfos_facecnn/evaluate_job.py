@@ -42,22 +42,29 @@ def evaluate_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", dest="output_dir", default=None,
                    help="where the report goes (default EXPORT_DIR/evaluation-SPLIT)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output dir")
+    p.add_argument("--config", default=None,
+                   help="YAML whose storage: section holds fsspec options (default conf/train.yaml if present)")
     p.add_argument("--master", default=None, help="Spark master URL, when not given to spark-submit")
     return p
 
 
 def run_evaluate(argv: Sequence[str]) -> dict[str, Any]:
+    from .cli import storage_options
     from .spark_env import LOOPBACK, spark_conf, start_session
+    from .storage.access import prepare_storage
 
     args = evaluate_parser().parse_args(argv)
     split = check_split(args.split)
     export_dir = storage.absolute(args.export_dir)
+    options = storage_options(args.config)
+    env = prepare_storage(options, {"--export-dir": export_dir}, {})
     model_path = model_file(export_dir)
     if not storage.exists(storage.join(export_dir, "config.json")):
         raise ConfigError(f"{export_dir!r} has no config.json; pass the --export-dir of a training run")
     cfg = training_config(export_dir)
     data_dir = storage.absolute(args.data_dir or cfg.data_dir or "")
     output_dir = storage.absolute(args.output_dir or storage.join(export_dir, f"evaluation-{split}"))
+    env |= prepare_storage(options, {"--data-dir": data_dir} if data_dir else {}, {"--output-dir": output_dir})
     if storage.exists(output_dir) and not args.overwrite:
         raise ConfigError(f"--output-dir {output_dir!r} already exists; pass --overwrite to replace it")
     prepared = looks_prepared(data_dir)
@@ -67,12 +74,13 @@ def run_evaluate(argv: Sequence[str]) -> dict[str, Any]:
         raise ConfigError(f"the {split} split of {data_dir!r} holds no image; pick another --split")
 
     master, user_conf = spark_conf(args.master)
-    spark = start_session("tfos-facecnn-evaluate", master, LOOPBACK if master.is_local_machine else None, user_conf)
+    spark = start_session("tfos-facecnn-evaluate", master, LOOPBACK if master.is_local_machine else None, user_conf,
+                          env)
     try:
         if manifest is not None:
-            scored = score_prepared(spark.sparkContext, model_path, data_dir, manifest, split)
+            scored = score_prepared(spark.sparkContext, model_path, data_dir, manifest, split, options)
         else:
-            scored = score_raw(spark.sparkContext, model_path, items)
+            scored = score_raw(spark.sparkContext, model_path, items, options)
     finally:
         spark.stop()
     if not scored.names:

@@ -29,15 +29,12 @@ def is_complete(export_dir: str) -> bool:
     )
 
 
-def publish(staging: str, export_dir: str, run_id: str, marker: str | None = SUCCESS_MARKER) -> None:
-    """Marks the staging dir complete (unless its own last file marks it), then swaps it into
-    export_dir; an older export there is replaced only once the new one is whole."""
+def publish(staging: str, export_dir: str, run_id: str, marker: str | None = SUCCESS_MARKER,
+            last: str | None = None) -> None:
+    """Marks the staging dir complete (unless its own file `last` marks it), then makes it export_dir;
+    an older export there is replaced only once the new one is whole (storage/publish.py)."""
+    from .storage.publish import publish_tree
+
     if marker is not None:
         write_json(storage.join(staging, marker), {"run_id": run_id})
-    retired = f"{export_dir.rstrip('/')}.old-{run_id}"
-    had_old = storage.exists(export_dir)
-    if had_old:
-        storage.rename(export_dir, retired)
-    storage.rename(staging, export_dir)
-    if had_old:
-        storage.remove_tree(retired)
+    publish_tree(staging, export_dir, marker or last or SUCCESS_MARKER, run_id)

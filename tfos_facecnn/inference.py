@@ -7,7 +7,6 @@ error instead of stopping the job. The driver never loads pixels.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import math
 import os
@@ -87,7 +86,7 @@ def expand_inputs(inputs: Sequence[str]) -> list[str]:
     paths: list[str] = []
     for item in inputs:
         if any(c in item for c in GLOB_CHARS):
-            matches = sorted(glob.glob(item) if storage.is_local(item) else _gfile_glob(item))
+            matches = storage.glob(item)
             if not matches:
                 raise ConfigError(f"input glob {item!r} matches no file; check the pattern")
             paths += matches
@@ -106,12 +105,6 @@ def expand_inputs(inputs: Sequence[str]) -> list[str]:
     if not paths:
         raise ConfigError("no input images given; pass folders, globs, list files or image paths")
     return paths
-
-
-def _gfile_glob(pattern: str) -> list[str]:
-    import tensorflow as tf
-
-    return tf.io.gfile.glob(pattern)
 
 
 def _load_or_error(path: str, size: int) -> np.ndarray | str:
@@ -174,19 +167,21 @@ def ship_model(sc, model_path: str) -> ShippedModel:
     return ShippedModel(sc.broadcast(data), hashlib.sha256(data).hexdigest())
 
 
-def predict_partition(model: ShippedModel, batch_size: int) -> Callable:
+def predict_partition(model: ShippedModel, batch_size: int, storage_options: dict[str, Any] | None = None) -> Callable:
     """Executor side: load the broadcast model once per Python worker, then predict the partition."""
 
     def run(paths: Iterable[str]) -> Iterator[tuple]:
+        storage.configure(storage_options)
         for row in predict_paths(model.load(), paths, batch_size):
             yield row.path, row.p_face, row.label, row.error
 
     return run
 
 
-def predict_on_spark(sc, model_path: str, paths: Sequence[str], batch_size: int = BATCH):
+def predict_on_spark(sc, model_path: str, paths: Sequence[str], batch_size: int = BATCH,
+                     storage_options: dict[str, Any] | None = None):
     """RDD of (path, p_face, label, error) rows, one per input path."""
     partitions = max(sc.defaultParallelism, math.ceil(len(paths) / (4 * batch_size)))
     return sc.parallelize(list(paths), partitions).mapPartitions(
-        predict_partition(ship_model(sc, model_path), batch_size)
+        predict_partition(ship_model(sc, model_path), batch_size, storage_options)
     )

@@ -16,7 +16,8 @@ import traceback
 from typing import Any
 
 from .events import EventClient
-from .node_callbacks import PROGRESS_FILE, Heartbeat, epoch_progress, inject_fault
+from .node_callbacks import PROGRESS_FILE, Heartbeat, epoch_progress, inject_fault, mirror_pusher
+from .resume import BACKUP_DIR
 
 logger = logging.getLogger("tfos_facecnn.node")
 LOG_TAIL_LINES = 40  # how much of a failed node's log travels with its error to the driver
@@ -77,12 +78,34 @@ def _configure_tf(threads: int):
 def _train_node(args: dict[str, Any], ctx, reporter: EventClient, status: dict[str, Any]) -> dict[str, Any]:
     from . import storage
     from .config import TrainConfig, resolve_config
+    from .storage.mirror import LocalMirror
+
+    cfg: TrainConfig = resolve_config(args["config"], {})
+    storage.configure(cfg.storage)
+    is_chief = ctx.job_name == "chief"
+    # Keras writes checkpoints and TensorBoard logs through tf.io.gfile (no s3://, hdfs:// on TF 2.21):
+    # they go to local folders mirrored to MODEL_DIR. Every node restores from the chief's backup.
+    backup = LocalMirror(storage.join(cfg.model_dir, BACKUP_DIR), "backup")
+    board = LocalMirror(storage.join(cfg.model_dir, "tensorboard") if is_chief
+                        else tempfile.mkdtemp(prefix="facecnn-tb-"), "tensorboard")
+    try:
+        restored = backup.pull()
+        if restored:
+            logger.info("restored %d backup file(s) from %s", restored, backup.target)
+        return _fit_and_export(args, cfg, ctx, reporter, status, backup, board)
+    finally:
+        backup.cleanup()
+        board.cleanup()
+
+
+def _fit_and_export(args: dict[str, Any], cfg, ctx, reporter: EventClient, status: dict[str, Any], backup, board):
+    from . import storage
     from .export import MODEL_FILE, publish, staging_dir, write_json
     from .metrics import classification_metrics
     from .model import build_from_config, inference_copy
     from .node_inputs import spark_inputs, tensorflow_inputs
+    from .storage.mirror import LocalMirror
 
-    cfg: TrainConfig = resolve_config(args["config"], {})
     tf = _configure_tf(args["threads"])
     num_workers, index = ctx.num_workers, _worker_index(ctx)
     is_chief = ctx.job_name == "chief"
@@ -92,89 +115,103 @@ def _train_node(args: dict[str, Any], ctx, reporter: EventClient, status: dict[s
     logger.info("node %s:%d of %d workers, per-replica batch %d",
                 ctx.job_name, ctx.task_index, num_workers, per_replica)
 
-    with strategy.scope():
-        model = build_from_config(cfg, training=True)
-
     if args["input_mode"] == "spark":
         inputs = spark_inputs(args, cfg, ctx, strategy, per_replica, index, num_workers)
-    else:
-        inputs = tensorflow_inputs(args, cfg, strategy, per_replica, index, num_workers)
+    else:  # starts fetching shards from storage now, while the model is built
+        inputs = tensorflow_inputs(args, cfg, strategy, per_replica, index, num_workers, is_chief)
+    try:
+        with strategy.scope():
+            model = build_from_config(cfg, training=True)
 
-    node = f"{ctx.job_name}:{ctx.task_index}"
-    progress = epoch_progress(reporter, node, is_chief, cfg.epochs, args["steps_per_epoch"] * cfg.batch_size,
-                              storage.join(cfg.model_dir, PROGRESS_FILE), args["fingerprint"], args["history"],
-                              status)
-    # TensorBoard logs: the chief's go to MODEL_DIR/tensorboard; the others' to a temporary dir, since
-    # every worker must run the same callbacks under MultiWorkerMirroredStrategy.
-    board_dir = storage.join(cfg.model_dir, "tensorboard") if is_chief else tempfile.mkdtemp(prefix="facecnn-tb-")
-    callbacks = [
-        # Saves the training state every epoch (all workers; built for MultiWorkerMirroredStrategy) and
-        # restores it when the same command runs again after a crash. Listed first: `progress` records
-        # an epoch as done only after its state is saved.
-        tf.keras.callbacks.BackupAndRestore(storage.join(cfg.model_dir, "backup"), save_freq="epoch"),
-        progress,
-        tf.keras.callbacks.TensorBoard(board_dir, update_freq="epoch", profile_batch=0),
-    ]
-    history = model.fit(
-        inputs.train,
-        epochs=cfg.epochs,
-        steps_per_epoch=args["steps_per_epoch"],
-        validation_data=inputs.val,
-        validation_steps=inputs.val_steps,
-        callbacks=callbacks,
-        verbose=0,
-    )
-    inputs.finish()
-    expected, ran = cfg.epochs - len(args["history"]), len(history.history.get("loss", []))
-    if ran < expected:
-        # Keras stops early, with only a warning, when its input runs dry; a peer would then wait on us.
-        hint = " (Spark fed this node less than its share: lower steps_safety)" if args["input_mode"] == "spark" else ""
-        raise RuntimeError(f"training stopped after {ran} of {expected} epochs: the input ran out of data{hint}")
+        node = f"{ctx.job_name}:{ctx.task_index}"
+        progress = epoch_progress(reporter, node, is_chief, cfg.epochs, args["steps_per_epoch"] * cfg.batch_size,
+                                  storage.join(cfg.model_dir, PROGRESS_FILE), args["fingerprint"], args["history"],
+                                  status)
+        # TensorBoard logs: the chief's go to MODEL_DIR/tensorboard; the others' to a temporary dir, since
+        # every worker must run the same callbacks under MultiWorkerMirroredStrategy.
+        callbacks = [
+            # Saves the training state every epoch (all workers; built for MultiWorkerMirroredStrategy) and
+            # restores it when the same command runs again after a crash. Listed first: the chief uploads
+            # it next, and `progress` records an epoch as done only after its state is saved.
+            tf.keras.callbacks.BackupAndRestore(backup.local, save_freq="epoch"),
+            mirror_pusher(backup if is_chief else None),
+            progress,
+            tf.keras.callbacks.TensorBoard(board.local, update_freq="epoch", profile_batch=0),
+            mirror_pusher(board if is_chief else None),
+        ]
+        history = model.fit(
+            inputs.train,
+            epochs=cfg.epochs,
+            steps_per_epoch=args["steps_per_epoch"],
+            validation_data=inputs.val,
+            validation_steps=inputs.val_steps,
+            callbacks=callbacks,
+            verbose=0,
+        )
+        inputs.finish()
+        expected, ran = cfg.epochs - len(args["history"]), len(history.history.get("loss", []))
+        if ran < expected:
+            # Keras stops early, with only a warning, when its input runs dry; a peer would then wait on us.
+            hint = " (Spark fed this node less than its share: lower steps_safety)" \
+                if args["input_mode"] == "spark" else ""
+            raise RuntimeError(f"training stopped after {ran} of {expected} epochs: the input ran out of data{hint}")
 
-    # Every worker saves (tf-keras runs collectives in save); only the chief keeps its copy.
-    checkpoint_dir = storage.join(cfg.model_dir, "final") if is_chief else tempfile.mkdtemp(prefix="facecnn-")
-    storage.makedirs(checkpoint_dir)
-    model.save(storage.join(checkpoint_dir, "training_model.keras"))
-    record = {
-        "job_name": ctx.job_name,
-        "task_index": ctx.task_index,
-        "executor_id": ctx.executor_id,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        **inputs.record,
-        "steps_per_epoch": args["steps_per_epoch"],
-        "epochs_run": len(history.history.get("loss", [])),
-    }
-    if not is_chief:
+        # Every worker saves (tf-keras runs collectives in save); only the chief keeps its copy.
+        final = LocalMirror(storage.join(cfg.model_dir, "final") if is_chief
+                            else tempfile.mkdtemp(prefix="facecnn-"), "final")
+        try:
+            os.makedirs(final.local, exist_ok=True)
+            model.save(os.path.join(final.local, "training_model.keras"))
+            if is_chief:
+                final.push()
+        finally:
+            final.cleanup()
+        record = {
+            "job_name": ctx.job_name,
+            "task_index": ctx.task_index,
+            "executor_id": ctx.executor_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            **inputs.record,
+            "steps_per_epoch": args["steps_per_epoch"],
+            "epochs_run": len(history.history.get("loss", [])),
+        }
+        if not is_chief:
+            return record
+
+        run_id = args["run_id"]
+        staging = LocalMirror(staging_dir(cfg.export_dir, run_id), "export")
+        try:
+            os.makedirs(staging.local, exist_ok=True)
+            exported = inference_copy(model, cfg)
+            exported.save(os.path.join(staging.local, MODEL_FILE))
+            history_rows = progress.rows
+            names, labels, probabilities = inputs.test_predictions(exported)
+            test_metrics = classification_metrics(labels, probabilities)
+            metrics = {
+                "test": test_metrics,
+                "final_epoch": history_rows[-1] if history_rows else None,
+                "counts": args["data_summary"]["counts"],
+                "skipped": len(args["data_summary"]["skipped"]),
+                "cluster": {"num_workers": num_workers, "input_mode": args["input_mode"]},
+            }
+            write_json(os.path.join(staging.local, "history.json"), history_rows)
+            write_json(os.path.join(staging.local, "metrics.json"), metrics)
+            predictions = zip(names, labels, probabilities, strict=True)
+            write_json(os.path.join(staging.local, "test_predictions.json"),
+                       [{"path": p, "label": y, "p_face": float(q)} for p, y, q in predictions])
+            write_json(os.path.join(staging.local, "data.json"), args["data_summary"])
+            write_json(os.path.join(staging.local, "config.json"), cfg.public_dict())
+            staging.push()  # into EXPORT_DIR.staging-RUNID on storage; published with _SUCCESS written last
+            inject_fault(node, "export")
+            publish(staging.target, cfg.export_dir, run_id)
+        finally:
+            staging.cleanup()
+        record["export_dir"] = cfg.export_dir
+        record["test_accuracy"] = test_metrics["accuracy"]
         return record
-
-    run_id = args["run_id"]
-    staging = staging_dir(cfg.export_dir, run_id)
-    storage.makedirs(staging)
-    exported = inference_copy(model, cfg)
-    exported.save(storage.join(staging, MODEL_FILE))
-    inject_fault(node, "export")
-    history_rows = progress.rows
-    names, labels, probabilities = inputs.test_predictions(exported)
-    test_metrics = classification_metrics(labels, probabilities)
-    metrics = {
-        "test": test_metrics,
-        "final_epoch": history_rows[-1] if history_rows else None,
-        "counts": args["data_summary"]["counts"],
-        "skipped": len(args["data_summary"]["skipped"]),
-        "cluster": {"num_workers": num_workers, "input_mode": args["input_mode"]},
-    }
-    write_json(storage.join(staging, "history.json"), history_rows)
-    write_json(storage.join(staging, "metrics.json"), metrics)
-    predictions = zip(names, labels, probabilities, strict=True)
-    write_json(storage.join(staging, "test_predictions.json"),
-               [{"path": p, "label": y, "p_face": float(q)} for p, y, q in predictions])
-    write_json(storage.join(staging, "data.json"), args["data_summary"])
-    write_json(storage.join(staging, "config.json"), cfg.to_dict())
-    publish(staging, cfg.export_dir, run_id)
-    record["export_dir"] = cfg.export_dir
-    record["test_accuracy"] = test_metrics["accuracy"]
-    return record
+    finally:
+        inputs.close()
 
 
 def _worker_index(ctx) -> int:

@@ -101,3 +101,20 @@ def epoch_progress(reporter: EventClient, node: str, is_chief: bool, cfg_epochs:
             inject_fault(node, f"epoch={epoch + 1}")
 
     return EpochProgress()
+
+
+def mirror_pusher(mirror):
+    """A Keras callback that uploads a LocalMirror after each epoch and at the end (None: does nothing,
+    so that every worker runs the same callbacks)."""
+    from .kerasenv import legacy_keras
+
+    class MirrorPush(legacy_keras().callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if mirror is not None:
+                mirror.push()
+
+        def on_train_end(self, logs=None):
+            if mirror is not None:
+                mirror.push()
+
+    return MirrorPush()

@@ -29,6 +29,7 @@ class NodeInputs:
     # model -> (names, labels, P(face)) of the whole test split (the chief calls it after export)
     test_predictions: Callable[[Any], tuple[list[str], list[int], Any]]
     finish: Callable[[], None] = lambda: None  # called once fit returns
+    close: Callable[[], None] = lambda: None  # called when the node is done, whatever happened
     record: dict[str, Any] = field(default_factory=dict)  # facts for the node's record
 
 
@@ -99,8 +100,9 @@ def spark_inputs(args: dict[str, Any], cfg: TrainConfig, ctx, strategy, per_repl
 
 
 def tensorflow_inputs(args: dict[str, Any], cfg: TrainConfig, strategy, per_replica: int, index: int,
-                      workers: int) -> NodeInputs:
+                      workers: int, is_chief: bool) -> NodeInputs:
     from .data.tfrecords import read_examples
+    from .storage.shard_cache import ShardCache
 
     root, fmt, shards = args["prepared_dir"], args["record_format"], args["shards"]
 
@@ -109,22 +111,26 @@ def tensorflow_inputs(args: dict[str, Any], cfg: TrainConfig, strategy, per_repl
 
     # Sharding by file: worker i reads train shards i, i+W, ...: disjoint, together every record.
     mine = [path for path, _ in files("train")[index::workers]]
-    train = strategy.distribute_datasets_from_function(
-        lambda _: tfrecord_dataset(mine, cfg.image_size, fmt, per_replica, cfg.seed + index)
-    )
     val_share = worker_share(files("val"), workers, index)
+    tests = [path for path, _ in files("test")] if is_chief else []
+    # Shards on storage are fetched to local disk in the background, train shards first (TF 2.21's
+    # TFRecordDataset opens neither s3:// nor hdfs://); local shards are read where they are.
+    cache = ShardCache([*mine, *(p for p, _ in val_share), *tests], cfg.shard_cache_mb)
+    train = strategy.distribute_datasets_from_function(
+        lambda _: tfrecord_dataset(mine, cfg.image_size, fmt, per_replica, cfg.seed + index, resolve=cache.local)
+    )
     val = strategy.distribute_datasets_from_function(
         lambda _: tfrecord_dataset([p for p, _ in val_share], cfg.image_size, fmt, per_replica, cfg.seed,
-                                   shuffle=False)
+                                   shuffle=False, resolve=cache.local)
     )
     val_steps = _val_steps(
         [sum(n for _, n in worker_share(files("val"), workers, i)) for i in range(workers)], per_replica
     )
 
     def test_predictions(model):
-        examples = [example for path, _ in files("test") for example in read_examples(path, cfg.image_size, fmt)]
+        examples = [example for path in tests for example in read_examples(cache.local(path), cfg.image_size, fmt)]
         probabilities = predict_arrays(model, [pixels for pixels, _, _ in examples], cfg.batch_size)
         return [source for _, _, source in examples], [label for _, label, _ in examples], probabilities
 
-    return NodeInputs(train, val, val_steps, test_predictions,
-                      record={"shards_read": [path[len(root.rstrip("/")) + 1:] for path in mine]})
+    record = {"shards_read": [path[len(root.rstrip("/")) + 1:] for path in mine], "shard_cache_bytes": cache.bytes}
+    return NodeInputs(train, val, val_steps, test_predictions, close=cache.close, record=record)

@@ -110,9 +110,10 @@ def files_dataset(records: Sequence[tuple[str, int]], image_size: int, per_repli
 
 
 def tfrecord_dataset(files: Sequence[str], image_size: int, record_format: str, per_replica_batch: int,
-                     seed: int, shuffle: bool = True):
+                     seed: int, shuffle: bool = True, resolve: Callable[[str], str] | None = None):
     """This worker's shard files -> records interleaved from several files, shuffled, parsed, batched,
-    repeated forever (the caller fixes the steps, so no worker ever runs dry)."""
+    repeated forever (the caller fixes the steps, so no worker ever runs dry). `resolve` maps a shard's
+    name to the local file to open (the node's shard cache), waiting for its download."""
     import tensorflow as tf
 
     from .data.tfrecords import INTERLEAVE_FILES, SHUFFLE_BUFFER, parse_function
@@ -120,7 +121,11 @@ def tfrecord_dataset(files: Sequence[str], image_size: int, record_format: str, 
     names = tf.data.Dataset.from_tensor_slices(list(files))
     if shuffle:
         names = names.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    records = names.repeat().interleave(
+    names = names.repeat()
+    if resolve is not None:
+        names = names.map(lambda name: tf.ensure_shape(tf.numpy_function(
+            lambda n: resolve(n.decode("utf-8")).encode("utf-8"), [name], tf.string, stateful=False), ()))
+    records = names.interleave(
         tf.data.TFRecordDataset,
         cycle_length=min(INTERLEAVE_FILES, len(files)),
         num_parallel_calls=tf.data.AUTOTUNE,

@@ -10,6 +10,7 @@ from typing import Any
 from . import storage
 from .config import ConfigError
 from .inference import BATCH, expand_inputs, load_model, model_file, predict_on_spark, predict_paths
+from .part_writer import parquet_available, write_parts
 
 FORMATS = ("csv", "parquet")
 DEFAULT_MODEL = "output/export"
@@ -29,24 +30,34 @@ def batch_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, default="csv", help="csv (with header) or parquet")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     p.add_argument("--batch-size", type=int, default=BATCH, dest="batch_size", help=f"images per batch ({BATCH})")
+    p.add_argument("--config", default=None,
+                   help="YAML whose storage: section holds fsspec options (default conf/train.yaml if present)")
     p.add_argument("--master", default=None, help="Spark master URL, when not given to spark-submit")
     return p
 
 
 def run_batch_predict(argv: Sequence[str]) -> dict[str, Any]:
     """Checks everything it can before Spark starts, then predicts and writes; returns counts."""
+    from .cli import storage_options
     from .spark_env import LOOPBACK, spark_conf, start_session
+    from .storage.access import prepare_storage
 
     args = batch_parser().parse_args(argv)
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size {args.batch_size} must be at least 1")
-    model_path = model_file(storage.absolute(args.model))
+    options = storage_options(args.config)
     args.output = storage.absolute(args.output)
+    env = prepare_storage(options, {"--model": storage.absolute(args.model)}, {"--output": args.output})
+    model_path = model_file(storage.absolute(args.model))
     if storage.exists(args.output) and not args.overwrite:
         raise ConfigError(f"--output {args.output!r} already exists; pass --overwrite to replace it")
     paths = expand_inputs(args.inputs)
+    env |= storage.forwarded_env(paths)
+    if not storage.is_local(args.output) and args.format == "parquet":
+        parquet_available()
     master, user_conf = spark_conf(args.master)
-    spark = start_session("tfos-facecnn-predict", master, LOOPBACK if master.is_local_machine else None, user_conf)
+    spark = start_session("tfos-facecnn-predict", master, LOOPBACK if master.is_local_machine else None, user_conf,
+                          env)
     try:
         from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
@@ -56,12 +67,15 @@ def run_batch_predict(argv: Sequence[str]) -> dict[str, Any]:
             StructField("label", StringType(), True),
             StructField("error", StringType(), True),
         ])
-        rows = predict_on_spark(spark.sparkContext, model_path, paths, args.batch_size).cache()
-        frame = spark.createDataFrame(rows, schema)
-        writer = frame.write.mode("overwrite" if args.overwrite else "errorifexists").format(args.format)
-        if args.format == "csv":
-            writer = writer.option("header", True)
-        writer.save(args.output)
+        rows = predict_on_spark(spark.sparkContext, model_path, paths, args.batch_size, options).cache()
+        if storage.is_local(args.output):
+            frame = spark.createDataFrame(rows, schema)
+            writer = frame.write.mode("overwrite" if args.overwrite else "errorifexists").format(args.format)
+            if args.format == "csv":
+                writer = writer.option("header", True)
+            writer.save(args.output)
+        else:
+            write_parts(rows, args.output, args.format, options)
         failed = rows.filter(lambda row: row[3] is not None).map(lambda row: (row[0], row[3])).collect()
         return {"rows": len(paths), "errors": failed, "output": args.output, "format": args.format}
     finally:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import datetime
 import math
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import storage
@@ -37,13 +37,15 @@ class PrepareConfig:
     num_shards: int | None = None  # train shards; None: twice Spark's default parallelism
     record_format: str = "jpeg"
     overwrite: bool = False
+    # fsspec options per storage scheme (the `storage:` config section); may hold credentials
+    storage: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_train_config(cls, cfg: TrainConfig, output_dir: str, **overrides: Any) -> PrepareConfig:
         return cls(data_dir=storage.absolute(cfg.data_dir or ""), output_dir=storage.absolute(output_dir),
                    image_size=cfg.image_size,
                    split_seed=cfg.split_seed, val_fraction=cfg.val_fraction,
-                   test_fraction_of_val=cfg.test_fraction_of_val, **overrides)
+                   test_fraction_of_val=cfg.test_fraction_of_val, storage=cfg.storage, **overrides)
 
     def split_settings(self) -> dict[str, Any]:
         return {"seed": self.split_seed, "val_fraction": self.val_fraction,
@@ -101,7 +103,7 @@ def shard_tasks(items: list[tuple[str, int, str, str]], shards: dict[str, int]) 
     return [(split, name, group) for (split, name), group in zip(names, groups, strict=True)]
 
 
-def shard_writer(staging: str, image_size: int, record_format: str) -> Callable:
+def shard_writer(staging: str, image_size: int, record_format: str, storage_options: dict[str, Any]) -> Callable:
     """Executor side: one planned shard -> its file, its summary, and each file's content digest.
     Every image is read once: the digest that finds files duplicated across classes comes from the
     same bytes that are decoded."""
@@ -110,6 +112,7 @@ def shard_writer(staging: str, image_size: int, record_format: str) -> Callable:
         from .data.images import load_image
         from .data.tfrecords import serialize_example, write_shard
 
+        storage.configure(storage_options)
         split, name, items = task
         serialized, classes, skipped, digests = [], {label: 0 for label in LABEL_NAMES.values()}, [], []
         for path, label, _split, source in items:
@@ -134,7 +137,8 @@ def _write_shards(sc, pcfg: PrepareConfig, items: list[tuple[str, int, str, str]
     shards = shard_counts(per_split, pcfg.num_shards or max(2, 2 * sc.defaultParallelism))
     tasks = shard_tasks(items, shards)
     storage.makedirs(staging)
-    return sc.parallelize(tasks, len(tasks)).map(shard_writer(staging, pcfg.image_size, pcfg.record_format)).collect()
+    return sc.parallelize(tasks, len(tasks)).map(shard_writer(staging, pcfg.image_size, pcfg.record_format,
+                                                                dict(pcfg.storage))).collect()
 
 
 def prepare_on_spark(sc, pcfg: PrepareConfig) -> dict[str, Any]:
@@ -159,7 +163,7 @@ def prepare_on_spark(sc, pcfg: PrepareConfig) -> dict[str, Any]:
         manifest = build_manifest(pcfg, found.root, sorted(results, key=lambda r: r["file"]), found.ignored,
                                   [{"path": path, "reason": reason} for path, reason in conflicts])
         write_json(storage.join(staging, MANIFEST), manifest)  # last: marks the data set complete
-        publish(staging, pcfg.output_dir, run_id, marker=None)
+        publish(staging, pcfg.output_dir, run_id, marker=None, last=MANIFEST)
     except BaseException:
         if storage.exists(staging):
             storage.remove_tree(staging)
@@ -230,12 +234,14 @@ def load_prepared(path: str, image_size: int) -> dict[str, Any]:
 def run_prepare_job(pcfg: PrepareConfig, master_url: str | None, bind_setting: str = "auto") -> dict[str, Any]:
     """The prepare job as spark-submit runs it: checks first, then its own SparkSession."""
     from .spark_env import bind_address, spark_conf, start_session
+    from .storage.access import prepare_storage
 
+    env = prepare_storage(pcfg.storage, {"--data-dir": pcfg.data_dir}, {"--output-dir": pcfg.output_dir})
     check_output_location(pcfg.data_dir, pcfg.output_dir, pcfg.overwrite)
     discover(pcfg.data_dir)  # a missing or malformed data dir stops before Spark starts
     master, user_conf = spark_conf(master_url)
     address = bind_address(TrainConfig(bind_address=bind_setting), master)
-    spark = start_session("tfos-facecnn-prepare", master, address, user_conf)
+    spark = start_session("tfos-facecnn-prepare", master, address, user_conf, env)
     try:
         return prepare_on_spark(spark.sparkContext, pcfg)
     finally:

@@ -15,6 +15,7 @@ BACKUP_DIR = "backup"  # Keras BackupAndRestore's folder in MODEL_DIR
 NOT_IN_FINGERPRINT = {
     "epochs", "model_dir", "export_dir", "cluster_size", "bind_address", "reservation_timeout", "feed_timeout",
     "finish_timeout", "node_timeout", "collective_timeout", "cache_limit_mb", "report", "overwrite", "input_mode",
+    "shard_cache_mb", "storage",  # storage options may hold credentials: never written into progress.json
 }
 
 

@@ -13,6 +13,8 @@ from .config import ConfigError, TrainConfig
 LOCAL_RE = re.compile(r"^local(\[(\*|\d+)(,\s*\d+)?\])?$")
 LOCAL_CLUSTER_RE = re.compile(r"^local-cluster\[\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\]$")
 LOOPBACK = "127.0.0.1"
+# Spark's default (secret|password|token|access[.]?key) plus the names of Azure's and AWS's secrets.
+REDACTION_REGEX = r"(?i)secret|password|token|access[._]?key|account[._]?key|connection[._]?string|credential"
 EXECUTOR_WAIT_S = 60  # local-cluster/standalone executors register within seconds; this bounds a no-show
 
 
@@ -85,8 +87,11 @@ def expected_nodes(cfg: TrainConfig, master: Master, conf: dict[str, str]) -> in
     )
 
 
-def session_settings(master: Master, address: str | None, conf: dict[str, str]) -> dict[str, str]:
-    """Settings TFoS needs, applied only where the user has not set them (spark-defaults/--conf win)."""
+def session_settings(master: Master, address: str | None, conf: dict[str, str],
+                     executor_env: dict[str, str] | None = None) -> dict[str, str]:
+    """Settings TFoS needs, applied only where the user has not set them (spark-defaults/--conf win).
+    `executor_env`: storage credentials and endpoints set on the driver, which executors on other
+    machines need too (local executors inherit the driver's environment)."""
     wanted = {
         # TFoS: a failed TF node must fail the job, not be retried onto a half-built TF cluster.
         "spark.task.maxFailures": "1",
@@ -109,6 +114,13 @@ def session_settings(master: Master, address: str | None, conf: dict[str, str]) 
     if master.kind == "local" and master.cores_per_executor:
         # The node task and the feeding tasks share the one local executor.
         wanted["spark.task.cpus"] = "1"
+    if master.kind != "local":
+        for name, value in (executor_env or {}).items():
+            wanted[f"spark.executorEnv.{name}"] = value
+        if executor_env:
+            # Spark's UI and event log redact conf values whose keys match this; the default misses
+            # Azure's account keys and connection strings.
+            wanted["spark.redaction.regex"] = REDACTION_REGEX
     if address is not None:
         wanted["spark.driver.host"] = address
         wanted["spark.driver.bindAddress"] = address
@@ -144,11 +156,12 @@ def spark_conf(master_url: str | None) -> tuple[Master, dict[str, str]]:
     return parse_master(user_conf.get("spark.master", "local[*]")), user_conf
 
 
-def start_session(app_name: str, master: Master, address: str | None, user_conf: dict[str, str]):
+def start_session(app_name: str, master: Master, address: str | None, user_conf: dict[str, str],
+                  executor_env: dict[str, str] | None = None):
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name).master(master.url)
-    for key, value in session_settings(master, address, user_conf).items():
+    for key, value in session_settings(master, address, user_conf, executor_env).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")  # the console is for the job's own progress lines

@@ -78,11 +78,13 @@ def read_examples(path: str, image_size: int, record_format: str) -> list[tuple[
 
 
 def write_shard(path: str, serialized: Sequence[bytes]) -> None:
-    """Writes under a temporary name, then renames: a shard is either whole or absent."""
+    """Writes a local file, then renames or uploads it (storage.writing): a shard is whole or absent.
+    TFRecordWriter goes through tf.io.gfile, which has no s3:// or hdfs:// on TF 2.21."""
     import tensorflow as tf
 
-    tmp = f"{path}.tmp"
-    with tf.io.TFRecordWriter(tmp) as writer:
-        for record in serialized:
-            writer.write(record)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    from .. import storage
+
+    with storage.writing(path) as local:
+        with tf.io.TFRecordWriter(local) as writer:
+            for record in serialized:
+                writer.write(record)
