@@ -143,8 +143,8 @@ def test_checks_name_a_missing_bucket_a_missing_path_and_a_file_for_a_folder(s3)
     storage.write_bytes_atomic(f"{s3.url}/afile", b"x")
     with pytest.raises(ConfigError, match=r"--model-dir 's3://t-.*/afile' is a file, not a folder"):
         check_writable(f"{s3.url}/afile", "--model-dir")
-    check_writable(f"{s3.url}/model", "--model-dir")
-    assert s3.keys() == ["afile"]  # the write probe is gone
+    check_writable(f"{s3.url}/run/model", "--model-dir")
+    assert s3.keys() == ["afile"] and not storage.exists(f"{s3.url}/run/model")  # the probe is gone
 
 
 def test_wrong_credentials_are_one_line_naming_the_uri(s3):

@@ -46,7 +46,7 @@ def check_readable(uri: str, option: str) -> None:
 
 
 def check_writable(uri: str, option: str) -> None:
-    """Writes and deletes a small probe object under uri: denied writes fail here, not after training."""
+    """Writes and deletes a small probe object beside uri: denied writes fail here, not after training."""
     if is_local(uri):
         return
     try:
@@ -55,7 +55,10 @@ def check_writable(uri: str, option: str) -> None:
         with translated(uri, "write under"):
             if fs.isfile(key):
                 raise ConfigError(f"{option} {uri!r} is a file, not a folder; choose a folder URI")
-            probe = f"{key.rstrip('/')}/{PROBE_PREFIX}{uuid.uuid4().hex[:8]}"
+            # Beside the target, not in it: some stores (SeaweedFS, HDFS) keep the folder a deleted
+            # probe lived in, and a job would then find its output "already exists".
+            parent = key.rstrip("/").rsplit("/", 1)[0]
+            probe = f"{parent}/{PROBE_PREFIX}{uuid.uuid4().hex[:8]}"
             fs.pipe_file(probe, b"")
             fs.rm_file(probe)
     except StorageError as e:
