@@ -181,8 +181,12 @@ def epoch_rates(result: RunResult) -> list[tuple[int, float, float]]:
     return rates
 
 
-def history_rates(export_dir: Path) -> list[float]:
-    rows = json.loads((export_dir / "history.json").read_text())
+def history_rates(export_dir: Path | str, fs: Any = None) -> list[float]:
+    """images/s per epoch from the export's history.json; with `fs` (fsspec), export_dir is its URL."""
+    if fs is not None:
+        rows = json.loads(fs.cat_file(f"{str(export_dir).rstrip('/')}/history.json"))
+    else:
+        rows = json.loads((Path(export_dir) / "history.json").read_text())
     return [float(row["images_per_s"]) for row in rows if "images_per_s" in row]
 
 

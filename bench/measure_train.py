@@ -1,8 +1,12 @@
-"""Training measurements: (a) baseline fit, (b) TENSORFLOW mode, (c) SPARK mode, (c2) SPARK mode from
-the raw JPEGs, (e) scaling, (f) start-up, (g) memory. Each returns one figure (a dict with `value`)."""
+"""Training measurements: (a) baseline fit, (b) TENSORFLOW mode, (j) TENSORFLOW mode from s3://, (c) SPARK
+mode, (c2) SPARK mode from the raw JPEGs, (e) scaling, (f) start-up, (g) memory. Each returns one figure (a
+dict with `value`)."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +72,50 @@ def _mode_figure(suite: Suite, key: str, title: str, mode: str, data_dir, master
 def measure_b(suite: Suite) -> dict[str, Any]:
     return _mode_figure(suite, "b", "InputMode.TENSORFLOW, 1 node on local[*], prepared TFRecords", "tensorflow",
                         suite.prepared_dir)
+
+
+def measure_j(suite: Suite) -> dict[str, Any]:
+    """(b) with the prepared shards, model dir and export dir on s3://: a SeaweedFS S3 server on 127.0.0.1
+    (tests/s3server.py), started here and stopped in the finally. The TF node downloads its shards into
+    its local shard cache in the background (TFRecordDataset cannot open s3://)."""
+    from tests.s3server import start_s3_server, stop_s3_server
+
+    s = suite.settings
+    local = suite.prepared_dir
+    files = sorted(p for p in local.rglob("*") if p.is_file())
+    shards = [p for p in files if p.name != "manifest.json"]
+    root = suite.work / "s3-j"
+    shutil.rmtree(root, ignore_errors=True)  # a kept --work-dir: start from an empty server
+    started = time.monotonic()
+    server = start_s3_server(root)
+    try:
+        server_start_s = time.monotonic() - started
+        fs = server.filesystem()
+        bucket = server.make_bucket("bench-j")
+        prepared = f"{bucket}/prepared"
+        t0 = time.monotonic()
+        fs.put([str(p) for p in files], [f"{prepared}/{p.relative_to(local).as_posix()}" for p in files])
+        upload_s = time.monotonic() - t0
+        runs, cache_bytes = [], []
+        for r in range(1, s.repeats + 1):
+            if r > 1:  # the same model/export URLs every repeat: a model dir that holds the run is not retrained
+                for folder in ("model", "export"):
+                    if fs.exists(f"{bucket}/{folder}"):
+                        fs.rm(f"{bucket}/{folder}", recursive=True)
+            run = suite.train(f"j-{r}", LOCAL, "tensorflow", prepared, env=server.env(), output_root=bucket, fs=fs)
+            runs.append(run)
+            try:
+                nodes = json.loads(fs.cat_file(f"{bucket}/model/nodes.json"))
+                cache_bytes.append(sum(int(node.get("shard_cache_bytes") or 0) for node in nodes.values()))
+            except (OSError, ValueError, AttributeError):
+                cache_bytes.append(None)
+    finally:
+        stop_s3_server(server)
+    return figure("InputMode.TENSORFLOW, 1 node on local[*], prepared TFRecords, model and export on s3:// "
+                  "(S3 server on 127.0.0.1)", steady_median(runs), "images/s", runs=[run.summary() for run in runs],
+                  shard_bytes=sum(p.stat().st_size for p in shards), uploaded_files=len(files),
+                  uploaded_bytes=sum(p.stat().st_size for p in files), upload_s=round(upload_s, 3),
+                  s3_server_start_s=round(server_start_s, 2), shard_cache_bytes=cache_bytes)
 
 
 def measure_c(suite: Suite) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 FIGURES = {  # key -> what it measures (the row title when the measurement failed)
     "a": "baseline: one-process tf-keras fit",
     "b": "InputMode.TENSORFLOW, 1 node, local[*]",
+    "j": "InputMode.TENSORFLOW, 1 node, local[*], shards and outputs on s3://",
     "c": "InputMode.SPARK, 1 node, local[*], training-size images",
     "c2": "InputMode.SPARK, 1 node, local[*], raw JPEGs",
     "d": "prepare job vs naive Pillow",
@@ -38,6 +39,7 @@ def _detail(figures: Figures, key: str, *path: str) -> float:
 # name -> (what, operator, target, how to compute it from the figures)
 RATIOS: dict[str, tuple[str, str, float | None, Callable[[Figures], float]]] = {
     "b/a": ("TENSORFLOW mode vs one-process fit", ">=", 0.90, lambda f: _value(f, "b") / _value(f, "a")),
+    "j/b": ("TENSORFLOW mode from s3:// vs local shards", ">=", 0.95, lambda f: _value(f, "j") / _value(f, "b")),
     "c/b": ("SPARK mode vs TENSORFLOW mode (same images)", ">=", 0.85, lambda f: _value(f, "c") / _value(f, "b")),
     "c2/c": ("SPARK mode from raw JPEGs vs from training-size images", None, None,
              lambda f: _value(f, "c2") / _value(f, "c")),
@@ -92,6 +94,7 @@ def _fmt(value: Any) -> str:
 def _notes(key: str, detail: dict[str, Any]) -> str:
     picks = {
         "c2": ["decode_image_ms_per_image"],
+        "j": ["shard_bytes", "upload_s"],
         "d": ["naive_pillow_images_per_s_per_core", "whole_job_images_per_s_per_core", "fixed_overhead_s",
               "decode_image_ms_per_image", "naive_ms_per_image"],
         "e_tensorflow": ["one_node_images_per_s", "two_nodes_images_per_s"],
@@ -103,7 +106,7 @@ def _notes(key: str, detail: dict[str, Any]) -> str:
     }.get(key, [])
     parts = []
     epochs = detail.get("images_per_s") or [run["images_per_s"] for run in detail.get("runs", [])]
-    if key in ("a", "b", "c", "c2") and epochs:
+    if key in ("a", "b", "j", "c", "c2") and epochs:
         parts.append("images/s per epoch: " + " / ".join(", ".join(f"{x:.1f}" for x in run) for run in epochs))
     for name in picks:
         if name not in detail:

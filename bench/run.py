@@ -6,6 +6,7 @@ entry and the suite goes on. Writes results.json (machine, figures, ratios vs ta
 
   a   one-process tf-keras fit on the prepared TFRecords (no Spark)       images/s
   b   InputMode.TENSORFLOW, 1 node, local[*]                                images/s   b/a >= 0.90
+  j   b with the prepared shards, model and export on s3:// (S3 server)     images/s   j/b >= 0.95
   c   InputMode.SPARK, 1 node, local[*], the same images at training size   images/s   c/b >= 0.85
   c2  InputMode.SPARK from the raw JPEGs, with decode ms/image beside it    images/s
   d   prepare job vs naive Pillow decode + resize                           images/s/core, >= 1.5x
@@ -36,6 +37,7 @@ from bench.suite import Settings, Suite  # noqa: E402
 MEASUREMENTS = [  # in order: f reads b's and c's runs, h uses b's model, i the best of a/b/c
     ("a", measure_train.measure_a),
     ("b", measure_train.measure_b),
+    ("j", measure_train.measure_j),
     ("c", measure_train.measure_c),
     ("c2", measure_train.measure_c2),
     ("f", measure_train.measure_f),

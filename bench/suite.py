@@ -17,6 +17,7 @@ from bench.common import (
     history_rates,
     job_command,
     run_streaming,
+    spark_env,
 )
 
 STEPS_LINE = re.compile(r"^starting (\d+) TF node\(s\) on .*: (\d+) steps/epoch x (\d+) epochs, global batch (\d+)")
@@ -59,7 +60,7 @@ class TrainRun:
 
     name: str
     result: RunResult
-    export_dir: Path
+    export_dir: Path | str  # a storage URL when the run wrote to one
     rates: list[float]  # images/s per epoch (history.json, else the console lines)
     startup: dict[str, float | None]
     memory_mb: dict[str, float | None]
@@ -108,19 +109,28 @@ class Suite:
     def prepared_x_dir(self) -> Path:
         return self.work / "data" / f"prepared-{self.settings.image_size}px-x{self.settings.memory_factor}"
 
-    def train(self, name: str, master: str, mode: str, data_dir: Path, epochs: int | None = None,
-              memory: bool = False, batch_size: int | None = None) -> TrainRun:
+    def train(self, name: str, master: str, mode: str, data_dir: Path | str, epochs: int | None = None,
+              memory: bool = False, batch_size: int | None = None, env: dict[str, str] | None = None,
+              output_root: str | None = None, fs: Any = None) -> TrainRun:
+        """One jobs/train.py run. `env`: extra variables for spark-submit (over spark_env()); `output_root`:
+        a storage URL (s3://...) that holds the run's model/ and export/ instead of work/runs/NAME, with `fs`
+        the fsspec filesystem to read its history.json back."""
         s = self.settings
         batch_size = batch_size or s.batch_size
-        root = self.work / "runs" / name
-        export = root / "export"
+        if output_root:
+            model, export = f"{output_root.rstrip('/')}/model", f"{output_root.rstrip('/')}/export"
+        else:
+            root = self.work / "runs" / name
+            model, export = root / "model", root / "export"
         command = job_command(
             "train.py", master, "--input-mode", mode, "--data-dir", str(data_dir),
             "--image-size", str(s.image_size), "--batch-size", str(batch_size),
-            "--epochs", str(epochs or s.epochs), "--model-dir", str(root / "model"),
+            "--epochs", str(epochs or s.epochs), "--model-dir", str(model),
             "--export-dir", str(export), "--no-report",
         )
-        result = run_streaming(command, s.run_timeout_s, self.log(name), memory=memory).check(f"training run {name}")
+        run_env = {**spark_env(), **env} if env else None
+        result = run_streaming(command, s.run_timeout_s, self.log(name), memory=memory,
+                               env=run_env).check(f"training run {name}")
         run = TrainRun(name, result, export, [], {}, {})
         for _, line in result.lines:
             match = STEPS_LINE.match(line)
@@ -128,7 +138,7 @@ class Suite:
                 run.nodes, run.steps_per_epoch = int(match.group(1)), int(match.group(2))
                 break
         try:
-            run.rates = history_rates(export)
+            run.rates = history_rates(export, fs)
         except (OSError, ValueError, KeyError):
             run.rates = [rate for _, rate, _ in epoch_rates(result)]
         run.startup = startup_times(result, run.steps_per_epoch, batch_size)

@@ -13,8 +13,8 @@ import pytest
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.spark
-FIGURES = ("a", "b", "c", "c2", "d", "e_tensorflow", "e_spark", "f", "g", "h", "i")
-RATIOS = ("b/a", "c/b", "d", "e_tensorflow", "e_spark", "f_tensorflow", "f_spark", "g_tf_node",
+FIGURES = ("a", "b", "j", "c", "c2", "d", "e_tensorflow", "e_spark", "f", "g", "h", "i")
+RATIOS = ("b/a", "j/b", "c/b", "d", "e_tensorflow", "e_spark", "f_tensorflow", "f_spark", "g_tf_node",
           "g_python_worker", "h", "i")
 
 
