@@ -63,6 +63,17 @@ def measure_a(suite: Suite) -> dict[str, Any]:
                   steps_per_epoch=per_repeat[0]["steps_per_epoch"], tf_threads=per_repeat[0]["threads"])
 
 
+def measure_a0(suite: Suite) -> dict[str, Any]:
+    s = suite.settings
+    per_repeat = [run_worker(suite, f"a0-{repeat}", "worker_tf.py", "plain", "--prepared", str(suite.prepared_dir),
+                             "--image-size", str(s.image_size), "--batch-size", str(s.batch_size),
+                             "--epochs", str(s.epochs)) for repeat in range(1, s.repeats + 1)]
+    value = median([rate for out in per_repeat for rate in steady(out["images_per_s"])])
+    return figure("the peer: a plain one-process tf.keras script, TF's defaults, images in memory", value,
+                  "images/s", images_per_s=[out["images_per_s"] for out in per_repeat],
+                  steps_per_epoch=per_repeat[0]["steps_per_epoch"])
+
+
 def _mode_figure(suite: Suite, key: str, title: str, mode: str, data_dir, master: str = LOCAL,
                  **extra: Any) -> dict[str, Any]:
     runs = [suite.train(f"{key}-{r}", master, mode, data_dir) for r in range(1, suite.settings.repeats + 1)]

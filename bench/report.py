@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 FIGURES = {  # key -> what it measures (the row title when the measurement failed)
+    "a0": "the peer: a plain one-process tf.keras script",
     "a": "baseline: one-process tf-keras fit",
     "b": "InputMode.TENSORFLOW, 1 node, local[*]",
     "j": "InputMode.TENSORFLOW, 1 node, local[*], shards and outputs on s3://",
@@ -39,14 +40,16 @@ def _detail(figures: Figures, key: str, *path: str) -> float:
 # name -> (what, operator, target, how to compute it from the figures)
 RATIOS: dict[str, tuple[str, str, float | None, Callable[[Figures], float]]] = {
     "b/a": ("TENSORFLOW mode vs one-process fit", ">=", 0.90, lambda f: _value(f, "b") / _value(f, "a")),
+    "b/a0": ("TENSORFLOW mode vs the plain tf.keras script", ">=", 1.0, lambda f: _value(f, "b") / _value(f, "a0")),
+    "c/a0": ("SPARK mode vs the plain tf.keras script", None, None, lambda f: _value(f, "c") / _value(f, "a0")),
     "j/b": ("TENSORFLOW mode from s3:// vs local shards", ">=", 0.95, lambda f: _value(f, "j") / _value(f, "b")),
-    "c/b": ("SPARK mode vs TENSORFLOW mode (same images)", ">=", 0.85, lambda f: _value(f, "c") / _value(f, "b")),
+    "c/b": ("SPARK mode vs TENSORFLOW mode (same images)", ">=", 0.90, lambda f: _value(f, "c") / _value(f, "b")),
     "c2/c": ("SPARK mode from raw JPEGs vs from training-size images", None, None,
              lambda f: _value(f, "c2") / _value(f, "c")),
     "d": ("prepare job vs naive Pillow decode + resize, per core", ">=", 1.5,
           lambda f: _value(f, "d") / _detail(f, "d", "naive_pillow_images_per_s_per_core")),
-    "e_tensorflow": ("scaling efficiency 2 nodes, TENSORFLOW mode", ">=", 0.85, lambda f: _value(f, "e_tensorflow")),
-    "e_spark": ("scaling efficiency 2 nodes, SPARK mode", ">=", 0.75, lambda f: _value(f, "e_spark")),
+    "e_tensorflow": ("scaling efficiency 2 nodes, TENSORFLOW mode", ">=", 0.90, lambda f: _value(f, "e_tensorflow")),
+    "e_spark": ("scaling efficiency 2 nodes, SPARK mode", ">=", 0.80, lambda f: _value(f, "e_spark")),
     "f_tensorflow": ("start-up to first step, TENSORFLOW mode (s)", "<=", 20.0,
                      lambda f: _detail(f, "f", "tensorflow_to_first_step_s")),
     "f_spark": ("start-up to first step, SPARK mode (s)", "<=", 20.0,

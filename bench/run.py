@@ -4,8 +4,9 @@ Generates its own data set (full-size JPEGs augmented from the embedded sample),
 measurement on it, each in its own subprocesses with a timeout; a failed measurement becomes an error
 entry and the suite goes on. Writes results.json (machine, figures, ratios vs targets) and a markdown table.
 
+  a0  the peer: plain one-process tf.keras script, TF defaults, in memory  images/s
   a   one-process tf-keras fit on the prepared TFRecords (no Spark)       images/s
-  b   InputMode.TENSORFLOW, 1 node, local[*]                                images/s   b/a >= 0.90
+  b   InputMode.TENSORFLOW, 1 node, local[*]                                images/s   b/a >= 0.90, b/a0 >= 1.0
   j   b with the prepared shards, model and export on s3:// (S3 server)     images/s   j/b >= 0.95
   c   InputMode.SPARK, 1 node, local[*], the same images at training size   images/s   c/b >= 0.85
   c2  InputMode.SPARK from the raw JPEGs, with decode ms/image beside it    images/s
@@ -35,6 +36,7 @@ from bench.common import BENCH, machine_info  # noqa: E402
 from bench.suite import Settings, Suite  # noqa: E402
 
 MEASUREMENTS = [  # in order: f reads b's and c's runs, h uses b's model, i the best of a/b/c
+    ("a0", measure_train.measure_a0),
     ("a", measure_train.measure_a),
     ("b", measure_train.measure_b),
     ("j", measure_train.measure_j),

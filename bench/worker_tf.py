@@ -2,6 +2,7 @@
 last stdout line, as JSON.
 
   baseline       tf-keras fit of the job's model on prepared TFRecords, no Spark (figure a)
+  plain          the plain script: TF defaults, images decoded into memory, fit on arrays (figure a0)
   export-images  a prepared dir's records written back out as a face2comics folder (input of c, e, g)
   predict        tfos_facecnn.inference.predict_paths in one process (figure h's reference)
   decode         decode_image and a naive Pillow decode + resize, ms per image (c2, d)
@@ -20,8 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# The TF settings of the job's nodes (conf/spark-defaults.conf): the baseline differs only by Spark + TFoS.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+# TF's own defaults (oneDNN on), as the job's nodes now run: the baseline is the plain script a user writes.
 
 
 def job_config(image_size: int, batch_size: int, epochs: int):
@@ -62,6 +62,38 @@ def baseline(args) -> dict:
     model.fit(dataset, epochs=cfg.epochs, steps_per_epoch=steps, callbacks=[Timer()], verbose=0)
     rates = [steps * cfg.batch_size / s for s in seconds]
     return {"images_per_s": rates, "steps_per_epoch": steps, "batch_size": cfg.batch_size, "threads": threads}
+
+
+def plain(args) -> dict:
+    """Figure a0: the plain one-process tf.keras script a user would write instead of the job: TF's
+    defaults untouched (oneDNN as TF ships it, default thread pools), the same model and augmentation,
+    the training images decoded into memory once, model.fit on the arrays."""
+    import numpy as np
+
+    from tfos_facecnn.data.tfrecords import read_examples
+    from tfos_facecnn.kerasenv import legacy_keras
+    from tfos_facecnn.model import build_from_config
+
+    cfg = job_config(args.image_size, args.batch_size, args.epochs)
+    root = Path(args.prepared)
+    manifest = json.loads((root / "manifest.json").read_text())
+    examples = [example for shard in manifest["shards"]["train"]
+                for example in read_examples(str(root / shard["file"]), cfg.image_size, manifest["record_format"])]
+    x = np.stack([pixels for pixels, _, _ in examples]).astype(np.float32)
+    y = np.asarray([label for _, label, _ in examples], dtype=np.float32)
+    model = build_from_config(cfg, training=True)
+    seconds: list[float] = []
+
+    class Timer(legacy_keras().callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds.append(time.perf_counter() - self.started)
+
+    model.fit(x, y, batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True, callbacks=[Timer()], verbose=0)
+    steps = -(-len(x) // cfg.batch_size)
+    return {"images_per_s": [len(x) / s for s in seconds], "steps_per_epoch": steps, "images": len(x)}
 
 
 def export_images(args) -> dict:
@@ -181,6 +213,11 @@ def main(argv=None) -> int:
     p.add_argument("--image-size", type=int, required=True)
     p.add_argument("--batch-size", type=int, required=True)
     p.add_argument("--epochs", type=int, required=True)
+    p = sub.add_parser("plain")
+    p.add_argument("--prepared", required=True)
+    p.add_argument("--image-size", type=int, required=True)
+    p.add_argument("--batch-size", type=int, required=True)
+    p.add_argument("--epochs", type=int, required=True)
     p = sub.add_parser("export-images")
     p.add_argument("--prepared", required=True)
     p.add_argument("--out", required=True)
@@ -197,8 +234,8 @@ def main(argv=None) -> int:
     p.add_argument("--matmul-size", type=int, default=2048)
     p.add_argument("--matmul-repeats", type=int, default=5)
     args = parser.parse_args(argv)
-    handler = {"baseline": baseline, "export-images": export_images, "predict": predict, "decode": decode,
-               "ceiling": ceiling}[args.command]
+    handler = {"baseline": baseline, "plain": plain, "export-images": export_images, "predict": predict,
+               "decode": decode, "ceiling": ceiling}[args.command]
     print(json.dumps(handler(args)), flush=True)
     return 0
 

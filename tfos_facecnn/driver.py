@@ -129,12 +129,24 @@ def _train(sc, cfg: TrainConfig, state: RunState, master: Master, nodes: int, ad
             "see the TF node logs in the executor stderr"
         )
     write_json(storage.join(cfg.model_dir, "nodes.json"), dict(events.state.done))
+    _warn_short_feeds(events.state.done)
     print(f"exported model to {storage.join(cfg.export_dir, MODEL_FILE)}", flush=True)
     if cfg.report:
         from .evaluate_job import report_after_training
 
         print(f"report: {report_after_training(cfg.export_dir, cfg, inputs.summary)}", flush=True)
     return _result(cfg, dict(events.state.done))
+
+
+def _warn_short_feeds(records: dict[str, dict[str, Any]]) -> None:
+    """SPARK mode: a node that Spark fed fewer images than its steps needed trained on repeats of
+    images it held (node_inputs._FeedCounter); say so, with the setting that leaves more margin."""
+    for node, record in sorted(records.items()):
+        repeated = record.get("images_topped_up", 0) - record.get("top_up_read_ahead", 0)
+        if repeated > 0:
+            print(f"warning: Spark fed TF node {node} {record.get('items_fed')} images, fewer than its steps "
+                  f"needed; it trained on up to {repeated} repeats of images it already held (lower steps_safety "
+                  "to leave more margin)", flush=True)
 
 
 def _already_finished(cfg: TrainConfig, state: RunState) -> TrainResult:

@@ -11,7 +11,7 @@ from typing import Any
 from .events import EventClient
 
 logger = logging.getLogger("tfos_facecnn.node")
-FAULT_ENV = "TFOS_FACECNN_FAULT"  # tests only: "NODE@epoch=K" or "NODE@export" raises there
+FAULT_ENV = "TFOS_FACECNN_FAULT"  # tests only: "NODE@epoch=K" or "NODE@export" raises there; "NODE@starve"
 PROGRESS_FILE = "progress.json"  # in MODEL_DIR: epochs done, their history, the run's fingerprint
 
 
@@ -50,6 +50,11 @@ def inject_fault(node: str, stage: str) -> None:
     wanted = os.environ.get(FAULT_ENV, "")
     if wanted and wanted == f"{node}@{stage}":
         raise RuntimeError(f"fault injected at {stage} by {FAULT_ENV} (tests only)")
+
+
+def starving(node: str) -> bool:
+    """Tests only: 'NODE@starve' makes that node keep every other chunk Spark feeds it (a short feed)."""
+    return os.environ.get(FAULT_ENV, "") == f"{node}@starve"
 
 
 def epoch_progress(reporter: EventClient, node: str, is_chief: bool, cfg_epochs: int, images_per_epoch: int,

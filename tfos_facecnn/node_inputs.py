@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import collections
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import storage
 from .config import TrainConfig
+from .node_callbacks import starving
 from .pipeline import (
+    FEED_SHUFFLE_BUFFER,
+    PREFETCH_BATCHES,
     feed_dataset,
     files_dataset,
     predict_arrays,
@@ -18,6 +23,7 @@ from .pipeline import (
     worker_share,
 )
 
+FEED_TOP_UP_CHUNK = 16  # images per top-up chunk: the size of the chunks Spark feeds (driver_inputs.FEED_CHUNK)
 FEED_DRAIN_S = 0.5  # an empty queue for this long after 'terminating': no feeder is still putting
 
 
@@ -33,21 +39,53 @@ class NodeInputs:
     record: dict[str, Any] = field(default_factory=dict)  # facts for the node's record
 
 
+# Images a node keeps of what it was fed, to top up its batches if its feed ends before its last step:
+# ~34 KB each at 350 px (JPEG), so ~35 MB; a node that ran dry repeats a random draw from them.
+TOP_UP_RESERVE = 1024
+
+
 class _FeedCounter:
     """Pulls chunks of (JPEG bytes, label) items from the TFoS queue (the driver feeds lists of them:
-    one IPC round trip per chunk, not per image) and counts the images for the node record."""
+    one IPC round trip per chunk, not per image) and counts the images for the node record.
 
-    def __init__(self, feed) -> None:
+    The guard against empty batches lives here. When Spark has fed this node fewer images than its
+    steps need (partitions go to executors unevenly) and the feed ends, MultiWorkerMirroredStrategy
+    would hand this worker empty batches while its peers still train: TF 2.21's oneDNN Conv2D returns
+    its input for a 0-sized batch, e.g. tf.nn.conv2d(tf.zeros((0, 48, 48, 3)), tf.zeros((5, 5, 3, 32)),
+    2, "VALID") has shape (0, 48, 48, 3), not (0, 22, 22, 32), so conv2 fails with "input depth must be
+    evenly divisible by filter depth: 3 vs 32"; with oneDNN off those steps train on nothing. So a
+    node whose feed has ended tops its stream up from the images it already holds, and counts them."""
+
+    def __init__(self, feed, seed: int, starve: bool = False) -> None:
         self.feed = feed
         self.items = 0
+        self.topped_up = 0
+        self.held: collections.deque = collections.deque(maxlen=TOP_UP_RESERVE)
+        self._rng = random.Random(seed)
+        self._starve = starve  # tests only: keep every other chunk, as a node Spark feeds short
 
     def __call__(self):
+        received = 0
         while not self.feed.should_stop():
             elements = self.feed.next_batch(1)
             if not elements:
                 break
+            received += 1
+            if self._starve and received % 2 == 0:
+                continue
             self.items += len(elements[0])
+            self.held.extend(elements[0])
             yield elements[0]
+        yield from self._top_up()
+
+    def _top_up(self):
+        if not self.held:
+            raise RuntimeError("the Spark feed ended before this TF node received any training image")
+        held = list(self.held)
+        while True:  # Keras stops pulling at the last step
+            chunk = self._rng.sample(held, min(FEED_TOP_UP_CHUNK, len(held)))
+            self.topped_up += len(chunk)
+            yield chunk
 
 
 def terminate_feed(feed) -> int:
@@ -76,7 +114,8 @@ def _val_steps(sizes_per_worker: list[int], per_replica: int) -> int:
 
 def spark_inputs(args: dict[str, Any], cfg: TrainConfig, ctx, strategy, per_replica: int, index: int,
                  workers: int) -> NodeInputs:
-    counter = _FeedCounter(ctx.get_data_feed(train_mode=True))
+    counter = _FeedCounter(ctx.get_data_feed(train_mode=True), cfg.seed + index,
+                           starve=starving(f"{ctx.job_name}:{ctx.task_index}"))
     train = strategy.distribute_datasets_from_function(
         lambda _: feed_dataset(counter, cfg.image_size, per_replica, cfg.seed + index)
     )
@@ -93,6 +132,11 @@ def spark_inputs(args: dict[str, Any], cfg: TrainConfig, ctx, strategy, per_repl
 
     def finish():
         inputs.record["items_fed"] = counter.items
+        inputs.record["images_topped_up"] = counter.topped_up
+        # The pipeline reads ahead of the model (shuffle buffer, prefetched batches): top-ups within that
+        # much may never have been trained on; beyond it the node did train on repeated images.
+        inputs.record["top_up_read_ahead"] = FEED_SHUFFLE_BUFFER + (PREFETCH_BATCHES + 1) * per_replica + \
+            FEED_TOP_UP_CHUNK
         inputs.record["chunks_dropped"] = terminate_feed(counter.feed)
 
     inputs = NodeInputs(train, val, val_steps, test_predictions, finish)

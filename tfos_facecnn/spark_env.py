@@ -104,9 +104,6 @@ def session_settings(master: Master, address: str | None, conf: dict[str, str],
         "spark.python.worker.reuse": "true",
         "spark.executorEnv.TF_USE_LEGACY_KERAS": "1",
         "spark.executorEnv.TF_CPP_MIN_LOG_LEVEL": "1",
-        # oneDNN's kernels corrupt the CNN under MultiWorkerMirroredStrategy ("input depth must be evenly
-        # divisible by filter depth: 3 vs 32"), intermittently or every time depending on thread settings.
-        "spark.executorEnv.TF_ENABLE_ONEDNN_OPTS": "0",
     }
     if master.kind in ("local", "local-cluster"):
         # Executors on this machine run the driver's interpreter (the venv with TF installed).

@@ -13,8 +13,8 @@ import pytest
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.spark
-FIGURES = ("a", "b", "j", "c", "c2", "d", "e_tensorflow", "e_spark", "f", "g", "h", "i")
-RATIOS = ("b/a", "j/b", "c/b", "d", "e_tensorflow", "e_spark", "f_tensorflow", "f_spark", "g_tf_node",
+FIGURES = ("a0", "a", "b", "j", "c", "c2", "d", "e_tensorflow", "e_spark", "f", "g", "h", "i")
+RATIOS = ("b/a", "b/a0", "c/a0", "j/b", "c/b", "d", "e_tensorflow", "e_spark", "f_tensorflow", "f_spark", "g_tf_node",
           "g_python_worker", "h", "i")
 
 

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -37,12 +38,26 @@ def check_s3_export(s3, prefix: str, epochs: int, workers: int, output: str) -> 
     return metrics
 
 
+def executor_logs_since(started: float) -> str:
+    """The stdout and stderr of every local-cluster executor that wrote since `started`."""
+    import pyspark
+
+    work = Path(pyspark.__file__).parent / "work"
+    logs = [p for p in work.glob("app-*/*/std*") if p.stat().st_mtime >= started] if work.exists() else []
+    return "".join(p.read_text(errors="replace") for p in logs)
+
+
 def train_on_s3(s3, master: str, mode: str, data: str, *extra: str):
+    started = time.time()
     result = run_train_job(master, "--input-mode", mode, *SMALL_RUN, "--data-dir", data,
                            "--model-dir", f"{s3.url}/model", "--export-dir", f"{s3.url}/export", *extra, timeout=540)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert [int(n) for n in EPOCH_LINE.findall(result.stdout)] == [1, 2]
+    if master.startswith("local-cluster"):
+        logs = executor_logs_since(started)
+        assert "Spark Executor Command" in logs  # the executors' own logs were found
+        assert s3.server.secret_key not in logs  # the forwarded credential is never logged
     return result, output
 
 

@@ -1,0 +1,29 @@
+"""bench/stress.py --quick: two-node runs with the shipped settings (oneDNN on), one SPARK-mode run
+starved on purpose; every run must succeed. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.spark
+
+
+@pytest.mark.timeout(1200)
+def test_quick_stress_runs_all_succeed(tmp_path: Path):
+    out = tmp_path / "stress.json"
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "stress.py"), "--quick", "--out", str(out),
+                             "--work-dir", str(tmp_path / "work")], cwd=REPO, capture_output=True, text=True,
+                            timeout=1150)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["failures"] == 0 and report["runs_per_mode"] == 2 and report["starved_runs"] == 1
+    assert {row["mode"] for row in report["rows"]} == {"spark", "tensorflow"}
+    starved = [row for row in report["rows"] if row["starved"]]
+    assert starved[0]["topped_up"]["worker:0"] > 0
