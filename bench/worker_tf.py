@@ -33,10 +33,23 @@ def job_config(image_size: int, batch_size: int, epochs: int):
     return cfg
 
 
+def epoch_timer(seconds: list[float]):
+    """A Keras callback appending each epoch's wall time to `seconds`."""
+    from tfos_facecnn.kerasenv import legacy_keras
+
+    class Timer(legacy_keras().callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds.append(time.perf_counter() - self.started)
+
+    return Timer()
+
+
 def baseline(args) -> dict:
     import tensorflow as tf
 
-    from tfos_facecnn.kerasenv import legacy_keras
     from tfos_facecnn.model import build_from_config
     from tfos_facecnn.pipeline import tfrecord_dataset
 
@@ -51,15 +64,7 @@ def baseline(args) -> dict:
     dataset = tfrecord_dataset(files, cfg.image_size, manifest["record_format"], cfg.batch_size, cfg.seed)
     model = build_from_config(cfg, training=True)
     seconds: list[float] = []
-
-    class Timer(legacy_keras().callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            seconds.append(time.perf_counter() - self.started)
-
-    model.fit(dataset, epochs=cfg.epochs, steps_per_epoch=steps, callbacks=[Timer()], verbose=0)
+    model.fit(dataset, epochs=cfg.epochs, steps_per_epoch=steps, callbacks=[epoch_timer(seconds)], verbose=0)
     rates = [steps * cfg.batch_size / s for s in seconds]
     return {"images_per_s": rates, "steps_per_epoch": steps, "batch_size": cfg.batch_size, "threads": threads}
 
@@ -71,7 +76,6 @@ def plain(args) -> dict:
     import numpy as np
 
     from tfos_facecnn.data.tfrecords import read_examples
-    from tfos_facecnn.kerasenv import legacy_keras
     from tfos_facecnn.model import build_from_config
 
     cfg = job_config(args.image_size, args.batch_size, args.epochs)
@@ -83,15 +87,8 @@ def plain(args) -> dict:
     y = np.asarray([label for _, label, _ in examples], dtype=np.float32)
     model = build_from_config(cfg, training=True)
     seconds: list[float] = []
-
-    class Timer(legacy_keras().callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            seconds.append(time.perf_counter() - self.started)
-
-    model.fit(x, y, batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True, callbacks=[Timer()], verbose=0)
+    model.fit(x, y, batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True, callbacks=[epoch_timer(seconds)],
+              verbose=0)
     steps = -(-len(x) // cfg.batch_size)
     return {"images_per_s": [len(x) / s for s in seconds], "steps_per_epoch": steps, "images": len(x)}
 

@@ -21,13 +21,9 @@ from .data.records import (
 )
 from .data.split import TEST, TRAIN, VAL
 from .data.tfrecords import encode_pixels
-from .pipeline import train_steps_per_epoch
+from .pipeline import FEED_CHUNK, train_steps_per_epoch
 from .prepare import PrepareConfig, is_prepared, load_prepared, looks_prepared, prepare_on_spark
 
-# Images per TFoS queue item: TFoS moves each item with three IPC round trips (put, get, task_done);
-# chunks of 16 cut that overhead 16-fold, and 8 queued chunks (~2 s of a 1-core node's training here)
-# bridge two tasks.
-FEED_CHUNK = 16
 # At most this many images per feeding task. Each Spark task costs the executor ~50-100 ms of CPU that
 # the TF node beside it does not get, so the feed uses few, large partitions (see feed_partitions).
 ITEMS_PER_FEED_TASK = 1024

@@ -12,6 +12,7 @@ from . import storage
 from .config import TrainConfig
 from .node_callbacks import starving
 from .pipeline import (
+    FEED_CHUNK,
     FEED_SHUFFLE_BUFFER,
     PREFETCH_BATCHES,
     feed_dataset,
@@ -23,7 +24,6 @@ from .pipeline import (
     worker_share,
 )
 
-FEED_TOP_UP_CHUNK = 16  # images per top-up chunk: the size of the chunks Spark feeds (driver_inputs.FEED_CHUNK)
 FEED_DRAIN_S = 0.5  # an empty queue for this long after 'terminating': no feeder is still putting
 
 
@@ -83,7 +83,7 @@ class _FeedCounter:
             raise RuntimeError("the Spark feed ended before this TF node received any training image")
         held = list(self.held)
         while True:  # Keras stops pulling at the last step
-            chunk = self._rng.sample(held, min(FEED_TOP_UP_CHUNK, len(held)))
+            chunk = self._rng.sample(held, min(FEED_CHUNK, len(held)))
             self.topped_up += len(chunk)
             yield chunk
 
@@ -136,7 +136,7 @@ def spark_inputs(args: dict[str, Any], cfg: TrainConfig, ctx, strategy, per_repl
         # The pipeline reads ahead of the model (shuffle buffer, prefetched batches): top-ups within that
         # much may never have been trained on; beyond it the node did train on repeated images.
         inputs.record["top_up_read_ahead"] = FEED_SHUFFLE_BUFFER + (PREFETCH_BATCHES + 1) * per_replica + \
-            FEED_TOP_UP_CHUNK
+            FEED_CHUNK
         inputs.record["chunks_dropped"] = terminate_feed(counter.feed)
 
     inputs = NodeInputs(train, val, val_steps, test_predictions, finish)
