@@ -14,7 +14,7 @@ from .driver_inputs import ModeInputs, check_data, spark_mode_inputs, tensorflow
 from .events import EventServer
 from .export import MODEL_FILE, is_complete, read_json, write_json
 from .resume import RunState, fingerprint, run_state
-from .spark_env import Master, bind_address, expected_nodes, spark_conf, start_session, wait_for_executors
+from .spark_env import Master, bind_address, expected_nodes, node_threads, spark_conf, start_session, wait_for_executors
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def _train(sc, cfg: TrainConfig, state: RunState, master: Master, nodes: int, ad
         "input_mode": cfg.input_mode,
         "run_id": uuid.uuid4().hex[:12],
         "steps_per_epoch": inputs.steps_per_epoch,
-        "threads": master.cores_per_executor or 0,
+        "threads": node_threads(master, dict(sc.getConf().getAll())),
         "node_timeout": cfg.node_timeout,
         "fingerprint": fingerprint(cfg),
         "history": state.history,

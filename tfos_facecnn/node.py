@@ -172,6 +172,7 @@ def _fit_and_export(args: dict[str, Any], cfg, ctx, reporter: EventClient, statu
             "executor_id": ctx.executor_id,
             "host": socket.gethostname(),
             "pid": os.getpid(),
+            "tf_threads": tf.config.threading.get_intra_op_parallelism_threads(),
             **inputs.record,
             "steps_per_epoch": args["steps_per_epoch"],
             "epochs_run": len(history.history.get("loss", [])),

@@ -50,6 +50,17 @@ def parse_master(url: str) -> Master:
     return Master(url, "other", None, None)
 
 
+def node_threads(master: Master, conf: dict[str, str]) -> int:
+    """The size of each TF node's intra- and inter-op thread pools: the executor's cores (the node is
+    the one long task of its executor; feeding tasks beside it take ~0.1-0.3 of a core). From the
+    master URL on local masters, else spark.executor.cores; 0 (TF's default: every core of the host)
+    only when neither says, e.g. standalone executors that take a whole worker."""
+    if master.cores_per_executor:
+        return master.cores_per_executor
+    cores = conf.get("spark.executor.cores", "")
+    return int(cores) if cores.strip().isdigit() and int(cores) > 0 else 0
+
+
 def bind_address(cfg: TrainConfig, master: Master) -> str | None:
     """The address every TFoS/TF socket of the job uses; None lets TFoS route as it does by default."""
     if cfg.bind_address != "auto":

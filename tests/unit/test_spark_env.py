@@ -39,3 +39,13 @@ def test_loopback_on_local_masters_and_user_settings_win():
     settings = session_settings(parse_master("local[*]"), "127.0.0.1", {"spark.task.maxFailures": "4"})
     assert "spark.task.maxFailures" not in settings
     assert settings["spark.driver.bindAddress"] == "127.0.0.1"
+
+
+def test_tf_threads_follow_the_executors_cores():
+    from tfos_facecnn.spark_env import node_threads, parse_master
+
+    assert node_threads(parse_master("local-cluster[2,3,2048]"), {"spark.executor.cores": "8"}) == 3
+    assert node_threads(parse_master("local[2]"), {}) == 2
+    assert node_threads(parse_master("spark://10.0.0.1:7077"), {"spark.executor.cores": "4"}) == 4
+    assert node_threads(parse_master("yarn"), {}) == 0  # unknown: TF's default
+    assert node_threads(parse_master("yarn"), {"spark.executor.cores": " "}) == 0
