@@ -58,18 +58,13 @@ def _augment(image: Image.Image, size: int, params: dict) -> Image.Image:
     return ImageEnhance.Color(image).enhance(params["saturation"])
 
 
-def generate(root: Path, images: int, size: int = 1024, seed: int = 1234) -> dict:
-    """images/2 face/comic pairs of size x size JPEGs under root/faces and root/comics. A pair's face and
-    comic get the same crop and flip (they stay aligned, like the real pairs), colour jitter differs."""
+def _generate_pairs(task: tuple[str, list[tuple[int, str]], int, int]) -> int:
+    """Writes the pairs (index, name) of one chunk; returns their bytes (one worker process's share)."""
+    root, chunk, size, seed = Path(task[0]), task[1], task[2], task[3]
     sample = Path(sample_data_dir())
     sources = sorted(p.name for p in (sample / "faces").glob("*.jpg"))
-    pairs = max(images // 2, 3)
-    cfg = job_config()
-    names = pair_names(pairs, cfg)
-    for cls in CLASSES:
-        (root / cls).mkdir(parents=True, exist_ok=True)
     total_bytes = 0
-    for index, name in enumerate(names):
+    for index, name in chunk:
         rng = np.random.default_rng([seed, index])
         geometry = {"scale": rng.uniform(0.8, 1.0), "fx": rng.uniform(), "fy": rng.uniform(),
                     "flip": bool(rng.integers(2))}
@@ -82,6 +77,31 @@ def generate(root: Path, images: int, size: int = 1024, seed: int = 1234) -> dic
             target = root / cls / name
             image.save(target, format="JPEG", quality=JPEG_QUALITY)
             total_bytes += target.stat().st_size
+    return total_bytes
+
+
+# Pairs per task of a parallel generation: large enough that a task's start costs nothing.
+GENERATE_CHUNK = 250
+
+
+def generate(root: Path, images: int, size: int = 1024, seed: int = 1234, processes: int = 1) -> dict:
+    """images/2 face/comic pairs of size x size JPEGs under root/faces and root/comics. A pair's face and
+    comic get the same crop and flip (they stay aligned, like the real pairs), colour jitter differs.
+    Each pair depends only on (seed, its index), so `processes` > 1 writes the same files."""
+    pairs = max(images // 2, 3)
+    cfg = job_config()
+    names = list(enumerate(pair_names(pairs, cfg)))
+    for cls in CLASSES:
+        (root / cls).mkdir(parents=True, exist_ok=True)
+    tasks = [(str(root), names[start:start + GENERATE_CHUNK], size, seed)
+             for start in range(0, len(names), GENERATE_CHUNK)]
+    if processes > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(processes) as pool:
+            total_bytes = sum(pool.map(_generate_pairs, tasks))
+    else:
+        total_bytes = sum(_generate_pairs(task) for task in tasks)
     return {"root": str(root), "images": 2 * pairs, "pairs": pairs, "size": size, "bytes": total_bytes,
             "split_pairs": split_quotas(pairs, cfg)}
 

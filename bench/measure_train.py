@@ -16,6 +16,7 @@ from bench.suite import Suite, TrainRun
 LOCAL = "local[*]"
 ONE_NODE = "local-cluster[1,1,2048]"
 TWO_NODES = "local-cluster[2,1,2048]"
+TWO_CORES = "local-cluster[1,2,2048]"  # k: one executor with two cores
 PREPARE_SHARDS = 4  # train shards of the prepared sets: a multiple of 1 and 2 nodes (measurement e)
 
 
@@ -32,7 +33,8 @@ def run_worker(suite: Suite, name: str, script: str, *args: str) -> dict[str, An
 def run_prepare(suite: Suite, data_dir: Path, out_dir: Path, name: str) -> RunResult:
     """jobs/prepare.py on local[*] at the training size, into PREPARE_SHARDS train shards."""
     command = job_command("prepare.py", LOCAL, "--data-dir", str(data_dir), "--output-dir", str(out_dir),
-                          "--image-size", str(suite.settings.image_size), "--num-shards", str(PREPARE_SHARDS))
+                          "--image-size", str(suite.settings.image_size), "--num-shards", str(PREPARE_SHARDS),
+                          "--overwrite")  # the suite owns its work dir: a rerun prepares it again
     return run_streaming(command, suite.settings.run_timeout_s, suite.log(name)).check(f"jobs/prepare.py ({name})")
 
 
@@ -211,3 +213,18 @@ def measure_g(suite: Suite) -> dict[str, Any]:
                                                                         suite.data["sized_x_images"]],
                   peak_rss_mb={"N": n.memory_mb, f"{s.memory_factor}N": x.memory_mb},
                   runs=[n.summary(), x.summary()])
+
+
+def measure_k(suite: Suite) -> dict[str, Any]:
+    """Executors with several cores: one TF node on a 2-core executor against one on a 1-core executor
+    (TENSORFLOW mode, the same shards and batch). The node sizes TF's thread pools from the executor's
+    cores; nodes.json records the size it used."""
+    s = suite.settings
+    one = [suite.train(f"k-1core-{r}", ONE_NODE, "tensorflow", suite.prepared_dir) for r in range(1, s.repeats + 1)]
+    two = [suite.train(f"k-2cores-{r}", TWO_CORES, "tensorflow", suite.prepared_dir) for r in range(1, s.repeats + 1)]
+    threads = [record.get("tf_threads") for run in two for record in
+               json.loads((Path(run.export_dir).parent / "model" / "nodes.json").read_text()).values()]
+    rate_one, rate_two = steady_median(one), steady_median(two)
+    return figure(f"cores: InputMode.TENSORFLOW on {TWO_CORES} vs {ONE_NODE} (1 node each)", rate_two / rate_one,
+                  "speed-up", one_core_images_per_s=rate_one, two_cores_images_per_s=rate_two,
+                  tf_threads_on_two_cores=threads, runs=[run.summary() for run in one + two])

@@ -21,6 +21,7 @@ FIGURES = {  # key -> what it measures (the row title when the measurement faile
     "f": "start-up to the first training step",
     "g": "peak RSS at N and 4N images",
     "h": "batch inference vs one-process predict",
+    "k": "2-core vs 1-core executor",
     "i": "ceiling vs fp32 matmul peak",
 }
 Figures = dict[str, dict[str, Any]]
@@ -60,6 +61,7 @@ RATIOS: dict[str, tuple[str, str, float | None, Callable[[Figures], float]]] = {
                         lambda f: _detail(f, "g", "growth", "python_worker")),
     "h": ("predict job vs one-process model.predict", ">=", 0.8,
           lambda f: _value(f, "h") / _detail(f, "h", "single_process_images_per_s")),
+    "k": ("TF node on a 2-core vs a 1-core executor (speed-up)", None, None, lambda f: _value(f, "k")),
     "i": ("fraction of the fp32 matmul peak", None, None, lambda f: _value(f, "i")),
 }
 

@@ -15,6 +15,7 @@ entry and the suite goes on. Writes results.json (machine, figures, ratios vs ta
   f   spark-submit to the first training step, local[*]                     s <= 20
   g   peak RSS of the TF node and the Python worker at N and 4N images      growth <= 10%
   h   jobs/predict.py vs one-process model.predict                          ratio >= 0.8
+  k   1 TF node on a 2-core executor vs on a 1-core executor (TENSORFLOW)  speed-up
   i   training FLOPs/image x best images/s vs the fp32 matmul peak          fraction
 """
 
@@ -48,6 +49,7 @@ MEASUREMENTS = [  # in order: f reads b's and c's runs, h uses b's model, i the 
     ("e_tensorflow", measure_train.measure_e_tensorflow),
     ("e_spark", measure_train.measure_e_spark),
     ("g", measure_train.measure_g),
+    ("k", measure_train.measure_k),
     ("i", measure_other.measure_i),
 ]
 CHANGES_HEADING = "## What each change bought"

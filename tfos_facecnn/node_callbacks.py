@@ -69,6 +69,9 @@ def epoch_progress(reporter: EventClient, node: str, is_chief: bool, cfg_epochs:
     class EpochProgress(legacy_keras().callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
+            # The batch hooks only count: Keras may pass them its logs as tensors, so it does not wait
+            # for each step's result (a copy to numpy) before dispatching the next one.
+            self._supports_tf_logs = True
             self.rows: list[dict[str, Any]] = list(prior_rows)
             self._started = 0.0
             self._train_seconds: float | None = None
@@ -76,12 +79,16 @@ def epoch_progress(reporter: EventClient, node: str, is_chief: bool, cfg_epochs:
         def on_epoch_begin(self, epoch, logs=None):
             self._started = time.perf_counter()
             self._train_seconds = None
+            self._first_step_done, self._steps = 0.0, 0
 
         # Batches done travel with the heartbeats: a live node whose count stops is stuck (a dead
         # peer's collective, a starved feed) and the driver's watchdog says so.
         def on_train_batch_end(self, batch, logs=None):
             status["phase"] = "train"
             status["batches"] += 1
+            self._steps += 1
+            if self._steps == 1:
+                self._first_step_done = time.perf_counter()
 
         def on_test_batch_end(self, batch, logs=None):
             status["batches"] += 1
@@ -98,7 +105,11 @@ def epoch_progress(reporter: EventClient, node: str, is_chief: bool, cfg_epochs:
             rate = images_per_epoch / max(seconds, 1e-9)
             metrics = {k: float(v) for k, v in (logs or {}).items()}
             self.rows = [r for r in self.rows if r["epoch"] <= epoch]
-            self.rows.append({"epoch": epoch + 1, **metrics, "images_per_s": rate})
+            row = {"epoch": epoch + 1, **metrics, "images_per_s": rate}
+            if self._steps >= 2:  # the rate after the epoch's first step (which traces the graph in epoch 1)
+                after_first = self._started + seconds - self._first_step_done
+                row["steady_images_per_s"] = images_per_epoch * (self._steps - 1) / self._steps / max(after_first, 1e-9)
+            self.rows.append(row)
             if is_chief:
                 write_json(progress_path, {"epochs": cfg_epochs, "epochs_done": epoch + 1,
                                            "fingerprint": fingerprint, "history": self.rows})
