@@ -107,11 +107,12 @@ def _notes(key: str, detail: dict[str, Any]) -> str:
         "f": ["tensorflow_to_tf_node_started_s", "spark_to_tf_node_started_s", "spark_to_first_step_s"],
         "g": ["growth"],
         "h": ["single_process_images_per_s", "job_span_images_per_s", "end_to_end_images_per_s"],
+        "k": ["one_core_images_per_s", "two_cores_images_per_s", "tf_threads_on_two_cores"],
         "i": ["best_figure", "best_images_per_s", "achieved_gflops", "peak_gflops", "flops_train_per_image"],
     }.get(key, [])
     parts = []
     epochs = detail.get("images_per_s") or [run["images_per_s"] for run in detail.get("runs", [])]
-    if key in ("a", "b", "j", "c", "c2") and epochs:
+    if key in ("a0", "a", "b", "j", "c", "c2") and epochs:
         parts.append("images/s per epoch: " + " / ".join(", ".join(f"{x:.1f}" for x in run) for run in epochs))
     for name in picks:
         if name not in detail:

@@ -52,6 +52,7 @@ def test_local_cluster_prepares_raw_images_and_nodes_read_disjoint_shards(tmp_pa
     read = [set(node["shards_read"]) for node in nodes.values()]
     assert len(read) == 2 and all(read) and not read[0] & read[1]
     assert read[0] | read[1] == {s["file"] for s in manifest["shards"]["train"]}
+    assert [node["tf_threads"] for node in nodes.values()] == [1, 1]  # local-cluster[2,1,...]: 1 core each
 
 
 @pytest.mark.timeout(300)
