@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from . import storage
+from .metrics import INDICATIVE_BELOW
 
 REPORT_NAME = "report.md"
 CLASS_NAMES = ("comics", "faces")
@@ -57,11 +58,25 @@ def _link_target(figure: str, out_dir: str) -> str:
     raise FileNotFoundError(f"figure {figure!r} not found (relative paths are taken from {out_dir!r} or the cwd)")
 
 
+def _interval(metrics: Mapping[str, Any], key: str) -> str:
+    interval = (metrics.get("intervals_95") or {}).get(key)
+    if not interval:
+        return ""
+    return f"{interval['low']:.3f} - {interval['high']:.3f} ({interval['successes']} of {interval['count']})"
+
+
 def _metrics_section(metrics: Mapping[str, Any]) -> list[str]:
-    lines = ["## Test metrics", "", "| Metric | Value |", "| --- | --- |"]
-    lines += [f"| {label} | {format_value(metrics.get(key))} |" for key, label in METRIC_ROWS]
+    lines = ["## Test metrics", ""]
+    count = metrics.get("count")
+    if metrics.get("indicative_only"):
+        lines += [f"**Indicative only: {count} test image(s).** With fewer than {INDICATIVE_BELOW} images a "
+                  "proportion's 95% interval is wide (see the interval column); only more held-out images "
+                  "give a figure to rely on.", ""]
+    lines += ["| Metric | Value | 95% interval (Wilson) |", "| --- | --- | --- |"]
+    lines += [f"| {label} | {format_value(metrics.get(key))} | {_interval(metrics, key)} |"
+              for key, label in METRIC_ROWS]
     if metrics.get("threshold") is not None:
-        lines.append(f"| Decision threshold on P(face) | {format_value(metrics['threshold'])} |")
+        lines.append(f"| Decision threshold on P(face) | {format_value(metrics['threshold'])} | |")
     confusion = metrics.get("confusion_matrix")
     if confusion:
         lines += ["", "### Confusion matrix", "", "| true \\ predicted | comics | faces |", "| --- | --- | --- |"]
