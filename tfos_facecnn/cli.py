@@ -46,6 +46,7 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--bind-address", dest="bind_address",
                    help="address of every TFoS/TF socket: 'auto' = 127.0.0.1 on local masters, else TFoS's choice")
     p.add_argument("--seed", type=int, help="seed of weights, shuffling and augmentation")
+    p.add_argument("--patience", type=int, help="early stopping: epochs without a lower val_loss (default 0: off)")
     p.add_argument("--overwrite", action="store_true", default=None,
                    help="train afresh even when MODEL_DIR holds a finished run or one with other settings "
                    "(without it, a crashed run resumes at its last finished epoch and a finished one is kept)")

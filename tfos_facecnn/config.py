@@ -73,6 +73,9 @@ class TrainConfig:
     # TENSORFLOW mode with shards on storage: the most disk (MB) a node's local shard cache may take;
     # 0: no limit but the free space of Spark's local dir. A node caches only its own share.
     shard_cache_mb: int = 0
+    # Export the weights of the epoch with the lowest validation loss (false: the last epoch's).
+    keep_best_epoch: bool = True
+    patience: int = 0  # stop after this many epochs without a lower validation loss; 0: run every epoch
     report: bool = True  # after training: figures + report.md in EXPORT_DIR/report (the driver loads 9 images)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     # fsspec options per storage scheme ({"s3": {"client_kwargs": {...}}}); may hold credentials, so it
@@ -105,6 +108,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "node_timeout": (5, 86_400),
     "collective_timeout": (10, 86_400),
     "steps_safety": (0.1, 1.0),
+    "patience": (0, 100_000),
     "cache_limit_mb": (0, 1_000_000),
     "shard_cache_mb": (0, 100_000_000),
     "rotation": (0.0, 1.0),

@@ -89,8 +89,15 @@ def run_evaluate(argv: Sequence[str]) -> dict[str, Any]:
     grid = _grid_images(scored, data_dir, manifest, split, cfg)
     metrics = write_evaluation(output_dir, load_model(model_path), cfg, scored, grid, history,
                                f"Evaluation of {export_dir} on the {split} split of {data_dir}",
-                               {"split": split, "data_dir": data_dir})
+                               {"split": split, "data_dir": data_dir, **_chosen_epoch(export_dir)})
     return {"output_dir": output_dir, "metrics": metrics}
+
+
+def _chosen_epoch(export_dir: str) -> dict[str, Any]:
+    """The export's account of which epoch's weights it holds (metrics.json), for the report."""
+    path = storage.join(export_dir, "metrics.json")
+    chosen = read_json(path).get("chosen_epoch") if storage.exists(path) else None
+    return {"chosen_epoch": chosen} if chosen else {}
 
 
 def _history(export_dir: str) -> list[dict[str, Any]] | None:
@@ -115,5 +122,6 @@ def report_after_training(export_dir: str, cfg: TrainConfig, summary: dict[str, 
     grid = _grid_images(scored, prepared_dir or cfg.data_dir or "", manifest, "test", cfg)
     out_dir = storage.join(export_dir, REPORT_DIR)
     write_evaluation(out_dir, load_model(storage.join(export_dir, "model.keras")), cfg, scored, grid,
-                     _history(export_dir), f"Training run {export_dir}: test split", {"split": "test"})
+                     _history(export_dir), f"Training run {export_dir}: test split",
+                     {"split": "test", **_chosen_epoch(export_dir)})
     return storage.join(out_dir, "report.md")

@@ -17,7 +17,7 @@ from typing import Any
 
 from .events import EventClient
 from .node_callbacks import PROGRESS_FILE, Heartbeat, epoch_progress, inject_fault, mirror_pusher
-from .resume import BACKUP_DIR
+from .resume import BACKUP_DIR, BEST_DIR
 
 logger = logging.getLogger("tfos_facecnn.node")
 LOG_TAIL_LINES = 40  # how much of a failed node's log travels with its error to the driver
@@ -86,20 +86,25 @@ def _train_node(args: dict[str, Any], ctx, reporter: EventClient, status: dict[s
     # Keras writes checkpoints and TensorBoard logs through tf.io.gfile (no s3://, hdfs:// on TF 2.21):
     # they go to local folders mirrored to MODEL_DIR. Every node restores from the chief's backup.
     backup = LocalMirror(storage.join(cfg.model_dir, BACKUP_DIR), "backup")
+    best = LocalMirror(storage.join(cfg.model_dir, BEST_DIR), "best")
     board = LocalMirror(storage.join(cfg.model_dir, "tensorboard") if is_chief
                         else tempfile.mkdtemp(prefix="facecnn-tb-"), "tensorboard")
     try:
         restored = backup.pull()
         if restored:
             logger.info("restored %d backup file(s) from %s", restored, backup.target)
-        return _fit_and_export(args, cfg, ctx, reporter, status, backup, board)
+            best.pull()
+        return _fit_and_export(args, cfg, ctx, reporter, status, backup, board, best)
     finally:
         backup.cleanup()
+        best.cleanup()
         board.cleanup()
 
 
-def _fit_and_export(args: dict[str, Any], cfg, ctx, reporter: EventClient, status: dict[str, Any], backup, board):
+def _fit_and_export(args: dict[str, Any], cfg, ctx, reporter: EventClient, status: dict[str, Any], backup, board,
+                    best):
     from . import storage
+    from .best_epoch import best_epoch_keeper
     from .export import MODEL_FILE, publish, staging_dir, write_json
     from .metrics import classification_metrics
     from .model import build_from_config, inference_copy
@@ -127,6 +132,7 @@ def _fit_and_export(args: dict[str, Any], cfg, ctx, reporter: EventClient, statu
         progress = epoch_progress(reporter, node, is_chief, cfg.epochs, args["steps_per_epoch"] * cfg.batch_size,
                                   storage.join(cfg.model_dir, PROGRESS_FILE), args["fingerprint"], args["history"],
                                   status)
+        keeper = best_epoch_keeper(cfg.keep_best_epoch, cfg.patience, args["history"], best, is_chief)
         # TensorBoard logs: the chief's go to MODEL_DIR/tensorboard; the others' to a temporary dir, since
         # every worker must run the same callbacks under MultiWorkerMirroredStrategy.
         callbacks = [
@@ -135,6 +141,8 @@ def _fit_and_export(args: dict[str, Any], cfg, ctx, reporter: EventClient, statu
             # it next, and `progress` records an epoch as done only after its state is saved.
             tf.keras.callbacks.BackupAndRestore(backup.local, save_freq="epoch"),
             mirror_pusher(backup if is_chief else None),
+            # Before `progress`: an epoch recorded as done has its weights kept if it was the best so far.
+            keeper,
             progress,
             tf.keras.callbacks.TensorBoard(board.local, update_freq="epoch", profile_batch=0),
             mirror_pusher(board if is_chief else None),
@@ -150,7 +158,10 @@ def _fit_and_export(args: dict[str, Any], cfg, ctx, reporter: EventClient, statu
         )
         inputs.finish()
         expected, ran = cfg.epochs - len(args["history"]), len(history.history.get("loss", []))
-        if ran < expected:
+        stopped_early = keeper.stopped_epoch > 0
+        if stopped_early and is_chief:
+            progress.mark_stopped_early()
+        if ran < expected and not stopped_early:
             # Keras stops early, with only a warning, when its input runs dry; a peer would then wait on us.
             hint = " (Spark fed this node less than its share: lower steps_safety)" \
                 if args["input_mode"] == "spark" else ""
@@ -175,7 +186,9 @@ def _fit_and_export(args: dict[str, Any], cfg, ctx, reporter: EventClient, statu
             "tf_threads": tf.config.threading.get_intra_op_parallelism_threads(),
             **inputs.record,
             "steps_per_epoch": args["steps_per_epoch"],
-            "epochs_run": len(history.history.get("loss", [])),
+            "epochs_run": ran,
+            "chosen_epoch": keeper.chosen_epoch(len(args["history"]) + ran),
+            "stopped_early": stopped_early,
         }
         if not is_chief:
             return record
@@ -192,6 +205,7 @@ def _fit_and_export(args: dict[str, Any], cfg, ctx, reporter: EventClient, statu
             metrics = {
                 "test": test_metrics,
                 "final_epoch": history_rows[-1] if history_rows else None,
+                "chosen_epoch": _chosen(history_rows, record["chosen_epoch"], cfg.keep_best_epoch, stopped_early),
                 "counts": args["data_summary"]["counts"],
                 "skipped": len(args["data_summary"]["skipped"]),
                 "cluster": {"num_workers": num_workers, "input_mode": args["input_mode"]},
@@ -213,6 +227,14 @@ def _fit_and_export(args: dict[str, Any], cfg, ctx, reporter: EventClient, statu
         return record
     finally:
         inputs.close()
+
+
+def _chosen(rows: list[dict[str, Any]], epoch: int, keep_best: bool, stopped_early: bool) -> dict[str, Any]:
+    """metrics.json's account of the exported weights: which epoch, by which rule, and its numbers."""
+    row = next((r for r in rows if r.get("epoch") == epoch), {})
+    rule = "lowest val_loss" if keep_best else "last epoch"
+    return {"epoch": epoch, "rule": rule, "stopped_early": stopped_early, "epochs_run": len(rows),
+            **{k: row[k] for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in row}}
 
 
 def _worker_index(ctx) -> int:

@@ -100,6 +100,11 @@ def epoch_progress(reporter: EventClient, node: str, is_chief: bool, cfg_epochs:
             if self._train_seconds is None:  # validation starts: the training steps are over
                 self._train_seconds = time.perf_counter() - self._started
 
+        def mark_stopped_early(self) -> None:
+            """Early stopping ended the run: a later run of the same command finds it finished."""
+            write_json(progress_path, {"epochs": cfg_epochs, "epochs_done": self.rows[-1]["epoch"] if self.rows else 0,
+                                       "fingerprint": fingerprint, "history": self.rows, "stopped_early": True})
+
         def on_epoch_end(self, epoch, logs=None):
             seconds = self._train_seconds or (time.perf_counter() - self._started)
             rate = images_per_epoch / max(seconds, 1e-9)

@@ -84,9 +84,16 @@ def _metrics_section(metrics: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _history_section(history: Sequence[Mapping[str, Any]]) -> list[str]:
+def _history_section(history: Sequence[Mapping[str, Any]], chosen: Mapping[str, Any] | None) -> list[str]:
     last = history[-1]
-    lines = [f"## Final epoch ({last.get('epoch', len(history))} of {len(history)})", "",
+    lines = []
+    if chosen:
+        stopped = ", early stopping ended the run there" if chosen.get("stopped_early") else ""
+        lines += ["## Exported weights", "",
+                  f"The model holds the weights of epoch {chosen['epoch']} of {len(history)} "
+                  f"({chosen.get('rule', 'lowest val_loss')}{stopped}): validation loss "
+                  f"{format_value(chosen.get('val_loss'))}, accuracy {format_value(chosen.get('val_accuracy'))}.", ""]
+    lines += [f"## Final epoch ({last.get('epoch', len(history))} of {len(history)})", "",
              "| Split | Accuracy | Loss |", "| --- | --- | --- |",
              f"| train | {format_value(last.get('accuracy'))} | {format_value(last.get('loss'))} |",
              f"| validation | {format_value(last.get('val_accuracy'))} | {format_value(last.get('val_loss'))} |"]
@@ -107,7 +114,7 @@ def write_report_page(out_dir: str, title: str, metrics: Mapping[str, Any], figu
     links = [(caption, _link_target(path, out_dir)) for caption, path in figures.items()]
     lines = [f"# {title}", ""] + _metrics_section(metrics)
     if history:
-        lines += [""] + _history_section(history)
+        lines += [""] + _history_section(history, metrics.get("chosen_epoch"))
     if links:
         lines += ["", "## Figures"]
         for caption, target in links:

@@ -11,6 +11,7 @@ from .export import is_complete, read_json
 from .node_callbacks import PROGRESS_FILE
 
 BACKUP_DIR = "backup"  # Keras BackupAndRestore's folder in MODEL_DIR
+BEST_DIR = "best"  # the best epoch's weights so far (best_epoch.py), for a resumed run
 # Settings that do not change what is trained: a run may resume with other values of these.
 NOT_IN_FINGERPRINT = {
     "epochs", "model_dir", "export_dir", "cluster_size", "bind_address", "reservation_timeout", "feed_timeout",
@@ -37,7 +38,7 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
 
 
 def clear_state(cfg: TrainConfig) -> None:
-    for name in (BACKUP_DIR, PROGRESS_FILE):
+    for name in (BACKUP_DIR, BEST_DIR, PROGRESS_FILE):
         path = storage.join(cfg.model_dir, name)
         if storage.exists(path):
             storage.remove_tree(path) if storage.isdir(path) else storage.remove_file(path)
@@ -64,9 +65,10 @@ def run_state(cfg: TrainConfig) -> RunState:
             f"--model-dir {cfg.model_dir!r} holds a finished run of {done} epochs, more than --epochs "
             f"{cfg.epochs}; pass --overwrite to train afresh or choose another --model-dir"
         )
-    if done == cfg.epochs and is_complete(cfg.export_dir):
+    if (done == cfg.epochs or progress.get("stopped_early")) and is_complete(cfg.export_dir):
+        stopped = " (stopped early)" if done < cfg.epochs else ""
         return RunState(done, progress["history"], finished=True,
-                        message=f"{cfg.export_dir} already holds this run's model ({done} epochs); "
+                        message=f"{cfg.export_dir} already holds this run's model ({done} epochs{stopped}); "
                         "pass --overwrite to train again")
     backup = storage.join(cfg.model_dir, BACKUP_DIR)
     if done >= cfg.epochs or not storage.exists(backup) or not storage.listdir(backup):

@@ -25,6 +25,9 @@ def check_export(export: Path, epochs: int, workers: int) -> dict:
     assert {"accuracy", "loss", "precision", "recall", "f1", "roc_auc", "confusion_matrix"} <= set(test)
     assert sum(map(sum, test["confusion_matrix"])) == test["count"] == metrics["counts"]["test"]["total"] > 0
     assert metrics["cluster"]["num_workers"] == workers
+    # the export holds the epoch with the lowest validation loss (the earliest of ties), and says so
+    lowest = min(history, key=lambda row: (row["val_loss"], row["epoch"]))
+    assert metrics["chosen_epoch"]["epoch"] == lowest["epoch"] and metrics["chosen_epoch"]["rule"] == "lowest val_loss"
     config = json.loads((export / "config.json").read_text())
     assert config["image_size"] == 48 and config["epochs"] == epochs
 
