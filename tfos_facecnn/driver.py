@@ -130,7 +130,9 @@ def _train(sc, cfg: TrainConfig, state: RunState, master: Master, nodes: int, ad
         )
     write_json(storage.join(cfg.model_dir, "nodes.json"), dict(events.state.done))
     _warn_short_feeds(events.state.done)
-    print(f"exported model to {storage.join(cfg.export_dir, MODEL_FILE)}", flush=True)
+    chosen = read_json(storage.join(cfg.export_dir, "metrics.json")).get("chosen_epoch") or {}
+    which = f" (weights of epoch {chosen['epoch']}: {chosen['rule']})" if chosen else ""
+    print(f"exported model to {storage.join(cfg.export_dir, MODEL_FILE)}{which}", flush=True)
     if cfg.report:
         from .evaluate_job import report_after_training
 
