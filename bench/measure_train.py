@@ -221,7 +221,11 @@ def measure_k(suite: Suite) -> dict[str, Any]:
     cores; nodes.json records the size it used."""
     s = suite.settings
     one = [suite.train(f"k-1core-{r}", ONE_NODE, "tensorflow", suite.prepared_dir) for r in range(1, s.repeats + 1)]
-    two = [suite.train(f"k-2cores-{r}", TWO_CORES, "tensorflow", suite.prepared_dir) for r in range(1, s.repeats + 1)]
+    # TFoS needs one task at a time per executor in TENSORFLOW mode: with a second free slot, its shutdown
+    # task once ran beside the node's and found no executor_id ("No executor_id file found").
+    whole = {"spark.executor.cores": "2", "spark.task.cpus": "2"}
+    two = [suite.train(f"k-2cores-{r}", TWO_CORES, "tensorflow", suite.prepared_dir, conf=whole)
+           for r in range(1, s.repeats + 1)]
     threads = [record.get("tf_threads") for run in two for record in
                json.loads((Path(run.export_dir).parent / "model" / "nodes.json").read_text()).values()]
     rate_one, rate_two = steady_median(one), steady_median(two)
