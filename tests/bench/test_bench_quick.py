@@ -13,9 +13,9 @@ import pytest
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.spark
-FIGURES = ("a0", "a", "b", "j", "c", "c2", "d", "e_tensorflow", "e_spark", "f", "g", "h", "i")
+FIGURES = ("a0", "a", "b", "j", "c", "c2", "d", "e_tensorflow", "e_spark", "f", "g", "h", "k", "i")
 RATIOS = ("b/a", "b/a0", "c/a0", "j/b", "c/b", "d", "e_tensorflow", "e_spark", "f_tensorflow", "f_spark", "g_tf_node",
-          "g_python_worker", "h", "i")
+          "g_python_worker", "h", "k", "i")
 
 
 @pytest.mark.timeout(1500)
