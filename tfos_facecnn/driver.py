@@ -130,14 +130,15 @@ def _train(sc, cfg: TrainConfig, state: RunState, master: Master, nodes: int, ad
         )
     write_json(storage.join(cfg.model_dir, "nodes.json"), dict(events.state.done))
     _warn_short_feeds(events.state.done)
-    chosen = read_json(storage.join(cfg.export_dir, "metrics.json")).get("chosen_epoch") or {}
+    result = _result(cfg, dict(events.state.done))  # reads metrics.json once, for the line below too
+    chosen = result.metrics.get("chosen_epoch") or {}
     which = f" (weights of epoch {chosen['epoch']}: {chosen['rule']})" if chosen else ""
     print(f"exported model to {storage.join(cfg.export_dir, MODEL_FILE)}{which}", flush=True)
     if cfg.report:
         from .evaluate_job import report_after_training
 
         print(f"report: {report_after_training(cfg.export_dir, cfg, inputs.summary)}", flush=True)
-    return _result(cfg, dict(events.state.done))
+    return result
 
 
 def _warn_short_feeds(records: dict[str, dict[str, Any]]) -> None:

@@ -100,10 +100,13 @@ def epoch_progress(reporter: EventClient, node: str, is_chief: bool, cfg_epochs:
             if self._train_seconds is None:  # validation starts: the training steps are over
                 self._train_seconds = time.perf_counter() - self._started
 
+        def _record(self, epochs_done: int, **extra: Any) -> None:
+            write_json(progress_path, {"epochs": cfg_epochs, "epochs_done": epochs_done,
+                                       "fingerprint": fingerprint, "history": self.rows, **extra})
+
         def mark_stopped_early(self) -> None:
             """Early stopping ended the run: a later run of the same command finds it finished."""
-            write_json(progress_path, {"epochs": cfg_epochs, "epochs_done": self.rows[-1]["epoch"] if self.rows else 0,
-                                       "fingerprint": fingerprint, "history": self.rows, "stopped_early": True})
+            self._record(self.rows[-1]["epoch"] if self.rows else 0, stopped_early=True)
 
         def on_epoch_end(self, epoch, logs=None):
             seconds = self._train_seconds or (time.perf_counter() - self._started)
@@ -116,8 +119,7 @@ def epoch_progress(reporter: EventClient, node: str, is_chief: bool, cfg_epochs:
                 row["steady_images_per_s"] = images_per_epoch * (self._steps - 1) / self._steps / max(after_first, 1e-9)
             self.rows.append(row)
             if is_chief:
-                write_json(progress_path, {"epochs": cfg_epochs, "epochs_done": epoch + 1,
-                                           "fingerprint": fingerprint, "history": self.rows})
+                self._record(epoch + 1)
                 reporter.send("epoch", epoch=epoch + 1, epochs=cfg_epochs, metrics=metrics, images_per_s=rate)
             inject_fault(node, f"epoch={epoch + 1}")
 
