@@ -39,9 +39,10 @@ def _disk_bytes(root: Path) -> int:
 
 
 def _is_jvm(cmd: str) -> bool:
-    """spark-submit execs the JVM: the root process's first-seen command line is the launcher script."""
-    first = os.path.basename(cmd.split(" ")[0])
-    return first == "java" or "spark-submit" in cmd.split(" ")[0] or "org.apache.spark" in cmd
+    """spark-submit (a bash script: 'bash .../spark-submit ...') execs spark-class, which execs the JVM in
+    the same process, and the census keeps a process's first-seen command line: the launcher's."""
+    launcher = {os.path.basename(token) for token in cmd.split(" ")[:2]}
+    return bool(launcher & {"java", "spark-submit", "spark-class"}) or "org.apache.spark" in cmd
 
 
 def _jvm_peak_mb(peaks: dict[int, tuple[int, str]]) -> float | None:
@@ -73,6 +74,7 @@ def measure_size(suite: Suite, images: int, processes: int) -> dict[str, Any]:
                      "peak_rss_mb": {**{k: v for k, v in run.memory_mb.items() if k != "tf_node_pid"},
                                      "jvm": _jvm_peak_mb(run.result.peaks)}}
         shutil.rmtree(Path(run.export_dir).parent, ignore_errors=True)
+        print(f"[scale] {images} images, {mode} mode: {json.dumps(out[mode])}", flush=True)  # kept if a later run fails
     return out
 
 

@@ -51,7 +51,7 @@ def baseline(args) -> dict:
     import tensorflow as tf
 
     from tfos_facecnn.model import build_from_config
-    from tfos_facecnn.pipeline import tfrecord_dataset
+    from tfos_facecnn.pipeline import tfrecord_dataset, train_steps_per_epoch
 
     threads = os.cpu_count() or 1  # what the job gives its one TF node on local[*]
     tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -60,8 +60,9 @@ def baseline(args) -> dict:
     manifest = json.loads((Path(args.prepared) / "manifest.json").read_text())
     files = [str(Path(args.prepared) / s["file"]) for s in manifest["shards"]["train"]]
     records = manifest["counts"]["train"]["total"]
-    steps = max(1, records // cfg.batch_size)
-    dataset = tfrecord_dataset(files, cfg.image_size, manifest["record_format"], cfg.batch_size, cfg.seed)
+    steps = train_steps_per_epoch(records, cfg.batch_size)  # as the job: every image in every epoch
+    dataset = tfrecord_dataset(files, cfg.image_size, manifest["record_format"], cfg.batch_size, cfg.seed,
+                               epoch_records=steps * cfg.batch_size)
     model = build_from_config(cfg, training=True)
     seconds: list[float] = []
     model.fit(dataset, epochs=cfg.epochs, steps_per_epoch=steps, callbacks=[epoch_timer(seconds)], verbose=0)

@@ -55,15 +55,35 @@ def train_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_train_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, str | None]:
-    """argv -> (resolved config, master URL or None). Raises ConfigError for bad values."""
-    args = train_parser().parse_args(argv)
+def _train_config(args: argparse.Namespace, not_config: tuple[str, ...] = ("config", "master")) -> TrainConfig:
     config_path = args.config or (DEFAULT_CONFIG if os.path.isfile(DEFAULT_CONFIG) else None)
     yaml_values = load_yaml(config_path) if config_path else {}
     overrides: dict[str, Any] = {
-        key: value for key, value in vars(args).items() if key not in ("config", "master") and value is not None
+        key: value for key, value in vars(args).items() if key not in not_config and value is not None
     }
-    return resolve_config(yaml_values, overrides), args.master
+    return resolve_config(yaml_values, overrides)
+
+
+def parse_train_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, str | None]:
+    """argv -> (resolved config, master URL or None). Raises ConfigError for bad values."""
+    args = train_parser().parse_args(argv)
+    return _train_config(args), args.master
+
+
+def crossval_parser() -> argparse.ArgumentParser:
+    p = train_parser()
+    p.prog = "spark-submit jobs/crossval.py"
+    p.description = ("K-fold cross-validation by face/comic pair: K trainings with jobs/train.py's settings, "
+                     "each tested on the pairs of one fold, into MODEL_DIR/fold-k and EXPORT_DIR/fold-k; "
+                     "the mean, spread and pooled accuracy go to EXPORT_DIR/crossval.json.")
+    p.add_argument("--folds", type=int, default=5, help="folds, each one run's test set (default 5)")
+    return p
+
+
+def parse_crossval_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, int, str | None]:
+    """argv -> (resolved config, folds, master URL or None)."""
+    args = crossval_parser().parse_args(argv)
+    return _train_config(args, ("config", "master", "folds")), args.folds, args.master
 
 
 def storage_options(config_path: str | None) -> dict[str, Any]:

@@ -76,7 +76,7 @@ def preload_tfos() -> threading.Thread:
 
 
 def run_cluster(sc, cfg: TrainConfig, nodes: int, address: str | None, args: dict[str, Any], feed,
-                feed_epochs: int, events: EventServer) -> None:
+                events: EventServer) -> None:
     """Starts the nodes, feeds them (SPARK mode), shuts the cluster down, and waits for every node's
     'done'; raises RuntimeError naming the first failed node."""
     from tensorflowonspark import TFCluster
@@ -99,7 +99,7 @@ def run_cluster(sc, cfg: TrainConfig, nodes: int, address: str | None, args: dic
                 reservation_timeout=cfg.reservation_timeout,
             )
             if feed is not None:
-                cluster.train(feed, num_epochs=feed_epochs, feed_timeout=cfg.feed_timeout)
+                cluster.train(feed, num_epochs=1, feed_timeout=cfg.feed_timeout)  # feed: every epoch, in order
             cluster.shutdown(timeout=cfg.finish_timeout)
             signal.alarm(0)  # TFoS arms SIGALRM for its shutdown timeout and never disarms it
             finished = events.wait_for(lambda s: len(s.done) >= nodes, cfg.finish_timeout)

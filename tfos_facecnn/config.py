@@ -58,6 +58,10 @@ class TrainConfig:
     # Salt of the split hash; 17 gives the 35-pair sample a 25/8/2-pair split, the closest to 70/30 and 20%.
     split_seed: int = 17
     seed: int = 42  # weight init, shuffling and augmentation
+    # Cross-validation (set by jobs/crossval.py): with cv_folds > 0 the pairs of fold cv_fold (from 0)
+    # are the test set, the others train + validation by val_fraction.
+    cv_folds: int = 0
+    cv_fold: int = 0
     cluster_size: int | None = None  # None: as many TF nodes as Spark gives executors
     bind_address: str = "auto"  # auto: 127.0.0.1 on local masters, TFoS's routing choice elsewhere
     reservation_timeout: int = 120  # s for all TF nodes to register (TFoS default: 600)
@@ -66,7 +70,6 @@ class TrainConfig:
     node_timeout: int = 120  # s without a heartbeat before the driver declares a TF node dead and stops the job
     collective_timeout: int = 300  # s a collective op may wait for its peers (longer than any step + validation)
     overwrite: bool = False  # train again even when MODEL_DIR holds a finished or different run
-    steps_safety: float = 0.9  # SPARK mode: run this fraction of the even share of steps so no worker runs dry
     # SPARK mode: cache a node's decoded validation images in its memory when they fit in this many MB.
     # 0 (default): decode them every epoch, so a node's memory does not grow with the data set.
     cache_limit_mb: int = 0
@@ -107,8 +110,9 @@ _RANGES: dict[str, tuple[float, float]] = {
     "finish_timeout": (1, 86_400),
     "node_timeout": (5, 86_400),
     "collective_timeout": (10, 86_400),
-    "steps_safety": (0.1, 1.0),
     "patience": (0, 100_000),
+    "cv_folds": (0, 1000),
+    "cv_fold": (0, 999),
     "cache_limit_mb": (0, 1_000_000),
     "shard_cache_mb": (0, 100_000_000),
     "rotation": (0.0, 1.0),
@@ -117,6 +121,11 @@ _RANGES: dict[str, tuple[float, float]] = {
     "zoom_in": (0.0, 0.99),
     "zoom_out": (0.0, 10.0),
     "translation": (0.0, 1.0),
+}
+# Keys earlier releases knew, with what replaced them.
+_REMOVED: dict[str, str] = {
+    "steps_safety": "every epoch now trains on every training image (steps per epoch = ceil(images / "
+                    "batch_size), the last batch topped up with repeats)",
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "input_mode": INPUT_MODES,
@@ -164,6 +173,8 @@ def _check_value(key: str, value: Any) -> None:
 
 def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
     known = {f.name: f for f in fields(cls)}
+    for name in sorted(set(values) & set(_REMOVED)):
+        raise ConfigError(f"config key '{prefix}{name}' was removed: {_REMOVED[name]}; delete it from the config")
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ConfigError(
@@ -184,7 +195,13 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
         value = _coerce(prefix + name, value, getattr(defaults, name), str(f.type))
         _check_value(name, value)
         kwargs[name] = value
-    return dataclasses.replace(defaults, **kwargs)
+    built = dataclasses.replace(defaults, **kwargs)
+    if getattr(built, "cv_folds", 0) and not built.cv_fold < built.cv_folds:
+        raise ConfigError(f"config key 'cv_fold': {built.cv_fold} is not a fold of {built.cv_folds} (0 to "
+                          f"{built.cv_folds - 1})")
+    if getattr(built, "cv_folds", 0) == 1:
+        raise ConfigError("config key 'cv_folds': 1 fold leaves nothing to train on; use 2 or more (or 0: no folds)")
+    return built
 
 
 def _storage_options(value: Any) -> dict[str, dict[str, Any]]:

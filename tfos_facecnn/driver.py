@@ -10,7 +10,7 @@ from . import sample_data_dir, storage
 from .cluster_run import preload_tfos, run_cluster
 from .config import ALL_VARIANTS, VARIANTS, ConfigError, TrainConfig
 from .data.split import SPLITS
-from .driver_inputs import ModeInputs, check_data, spark_mode_inputs, tensorflow_mode_inputs
+from .driver_inputs import TOP_UP_TOLERANCE, ModeInputs, check_data, spark_mode_inputs, tensorflow_mode_inputs
 from .events import EventServer
 from .export import MODEL_FILE, is_complete, read_json, write_json
 from .resume import RunState, fingerprint, run_state
@@ -119,8 +119,9 @@ def _train(sc, cfg: TrainConfig, state: RunState, master: Master, nodes: int, ad
           f"{inputs.steps_per_epoch} steps/epoch x {cfg.epochs} epochs, global batch {cfg.batch_size}, "
           f"image size {cfg.image_size}", flush=True)
     try:
-        # SPARK mode feeds only the epochs still to run; a surplus is harmless (nodes drain it).
-        run_cluster(sc, cfg, nodes, address, args, inputs.feed, cfg.epochs - state.epochs_done, events)
+        # SPARK mode feeds exactly the epochs still to run.
+        feed = inputs.feed_epochs(state.epochs_done, cfg.epochs - state.epochs_done) if inputs.feed_epochs else None
+        run_cluster(sc, cfg, nodes, address, args, feed, events)
     finally:
         events.stop()
     if not is_complete(cfg.export_dir):
@@ -142,14 +143,17 @@ def _train(sc, cfg: TrainConfig, state: RunState, master: Master, nodes: int, ad
 
 
 def _warn_short_feeds(records: dict[str, dict[str, Any]]) -> None:
-    """SPARK mode: a node that Spark fed fewer images than its steps needed trained on repeats of
-    images it held (node_inputs._FeedCounter); say so, with the setting that leaves more margin."""
+    """SPARK mode: every node tops up its last batches with repeats while its pipeline reads ahead of
+    the model; a node that Spark fed less than its share also trained on repeats of images it held
+    (node_inputs._FeedCounter) while a peer's surplus was dropped. Past TOP_UP_TOLERANCE, say so."""
     for node, record in sorted(records.items()):
         repeated = record.get("images_topped_up", 0) - record.get("top_up_read_ahead", 0)
-        if repeated > 0:
+        trained = record.get("steps_per_epoch", 0) * record.get("per_replica_batch", 0) * record.get("epochs_run", 0)
+        if repeated > TOP_UP_TOLERANCE * trained:
             print(f"warning: Spark fed TF node {node} {record.get('items_fed')} images, fewer than its steps "
-                  f"needed; it trained on up to {repeated} repeats of images it already held (lower steps_safety "
-                  "to leave more margin)", flush=True)
+                  f"needed; it trained on up to {repeated} repeats of images it already held, while peers "
+                  f"dropped {sum(r.get('items_dropped', 0) for r in records.values())} (the executors took "
+                  "feeding tasks unevenly, e.g. one started late or ran other tasks: see nodes.json)", flush=True)
 
 
 def _already_finished(cfg: TrainConfig, state: RunState) -> TrainResult:

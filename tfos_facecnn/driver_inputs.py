@@ -21,7 +21,8 @@ from .data.records import (
 )
 from .data.split import TEST, TRAIN, VAL
 from .data.tfrecords import encode_pixels
-from .pipeline import FEED_CHUNK, train_steps_per_epoch
+from .feed_order import chunks_per_partition
+from .pipeline import FEED_CHUNK, steps_for, train_steps_per_epoch
 from .prepare import PrepareConfig, is_prepared, load_prepared, looks_prepared, prepare_on_spark
 
 # At most this many images per feeding task. Each Spark task costs the executor ~50-100 ms of CPU that
@@ -43,7 +44,8 @@ class ModeInputs:
     node_args: dict[str, Any]
     summary: dict[str, Any]
     steps_per_epoch: int
-    feed: Any = None  # SPARK mode: the RDD of chunks of (JPEG bytes, label) fed each epoch
+    # SPARK mode: (epochs done, epochs to run) -> the RDD of chunks of (JPEG bytes, label) to feed them
+    feed_epochs: Callable[[int, int], Any] | None = None
     release: Callable[[], None] = field(default=lambda: None)
 
 
@@ -55,7 +57,8 @@ def check_data(cfg: TrainConfig) -> RawData | dict[str, Any]:
         check_splits_usable(manifest["counts"])
         return manifest
     found = discover(cfg.data_dir)
-    records = assign_splits(found, cfg.split_seed, cfg.val_fraction, cfg.test_fraction_of_val)
+    records = assign_splits(found, cfg.split_seed, cfg.val_fraction, cfg.test_fraction_of_val, cfg.cv_folds,
+                            cfg.cv_fold)
     check_splits_usable(data_summary(found.root, records, [], found.ignored)["counts"])
     return RawData(found, records)
 
@@ -75,33 +78,53 @@ def decode_partition(image_size: int, storage_options: dict[str, Any]) -> Callab
     return decode
 
 
-def chunked(size: int) -> Callable:
-    """Executor side: a partition's (JPEG bytes, label) items -> lists of up to `size` of them."""
+# A node that Spark feeds one partition less than its share tops that many images up with repeats
+# (node_inputs._FeedCounter): with several nodes, enough partitions per epoch that one partition is at
+# most this fraction of a node's share of the whole run.
+TOP_UP_TOLERANCE = 0.05
 
-    def chunk(items):
-        items = list(items)
-        random.shuffle(items)  # a new order every epoch: partitions repeat, their order need not
-        batch = []
-        for item in items:
-            batch.append(item)
-            if len(batch) == size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+
+def epoch_pads(partition_sizes: list[int], per_epoch: int) -> list[int]:
+    """Repeats each feeding partition adds to its images so that an epoch's feed is exactly `per_epoch`
+    items (steps x global batch >= the training images): spread over the partitions that hold images."""
+    pad = per_epoch - sum(partition_sizes)
+    if pad < 0:
+        raise ValueError(f"an epoch of {per_epoch} items cannot hold {sum(partition_sizes)} training images")
+    holders = [i for i, size in enumerate(partition_sizes) if size > 0]
+    pads = [0] * len(partition_sizes)
+    for rank, i in enumerate(holders):
+        pads[i] = pad // len(holders) + (rank < pad % len(holders))
+    return pads
+
+
+def epoch_chunks(size: int, pads: list[int], seed: int, epoch: int) -> Callable:
+    """Executor side, one epoch of one feeding partition: its (JPEG bytes, label) items once each, plus
+    its share of the epoch's padding (repeats of its own images), in a new order every epoch (seeded by
+    the run's seed, the epoch and the partition) -> (key, list of up to `size` of them); the key
+    (epoch, partition, chunk) lets one node restore the planned order (feed_order)."""
+
+    def chunk(index: int, items):
+        items = sorted(items)  # the order a shuffle read returns is Spark's; the seeded order below is ours
+        rng = random.Random(f"{seed}:{epoch}:{index}")
+        extra = pads[index]
+        if extra:
+            items += rng.sample(items, extra) if extra <= len(items) else rng.choices(items, k=extra)
+        rng.shuffle(items)
+        for number, start in enumerate(range(0, len(items), size)):
+            yield (epoch, index, number), items[start:start + size]
 
     return chunk
 
 
-def feed_partitions(train_images: int, nodes: int, epochs: int, steps_safety: float) -> int:
-    """Feeding tasks per epoch: as few as possible, but with several nodes enough of them that the
-    only imbalance Spark's scheduling can cause (one partition more for one node, one less for another:
-    executors take the next task as their node drains its queue, and MultiWorkerMirroredStrategy keeps
-    the nodes in step) stays within half of the 1 - steps_safety margin of a node's share of the feed."""
+def feed_partitions(train_images: int, nodes: int, epochs: int) -> int:
+    """Feeding tasks per epoch: as few as possible (each costs its executor CPU), but with several
+    nodes enough of them that the only imbalance Spark's scheduling causes (one partition more for one
+    node, one less for another: executors take the next task as their node drains its queue, and
+    MultiWorkerMirroredStrategy keeps the nodes in step) stays within TOP_UP_TOLERANCE of a node's
+    share of the run."""
     count = math.ceil(train_images / ITEMS_PER_FEED_TASK)
     if nodes > 1:
-        margin = max(1.0 - steps_safety, 0.01)
-        count = max(count, nodes, math.ceil(2 * nodes / (margin * max(epochs, 1))))
+        count = max(count, nodes, math.ceil(nodes / (TOP_UP_TOLERANCE * max(epochs, 1))))
     return max(1, count)
 
 
@@ -114,7 +137,7 @@ def spark_mode_inputs(sc, cfg: TrainConfig, data: RawData, nodes: int, epochs: i
     decode_tasks = max(1, min(len(records), DECODE_TASKS_PER_CORE * sc.defaultParallelism))
     decoded = sc.parallelize([tuple(r) for r in records], decode_tasks).mapPartitions(
         decode_partition(cfg.image_size, dict(cfg.storage))
-    ).persist(StorageLevel.MEMORY_AND_DISK)
+    ).persist(StorageLevel.DISK_ONLY)  # read twice (the check below, the feed's shuffle), then dropped
     checked = decoded.map(lambda r: (r[1], r[2], r[4], r[5])).collect()  # decodes every file once, into the cache
     skipped = [(path, error) for path, _, error, _ in checked if error is not None]
     skipped += conflicting_files([(path, label, digest) for path, label, error, digest in checked if error is None])
@@ -122,23 +145,34 @@ def spark_mode_inputs(sc, cfg: TrainConfig, data: RawData, nodes: int, epochs: i
     check_splits_usable(summary["counts"])
     bad = {path for path, _ in skipped}
     train_images = summary["counts"][TRAIN]["total"]
-    steps = train_steps_per_epoch(train_images, cfg.batch_size, cfg.steps_safety)
+    steps = train_steps_per_epoch(train_images, cfg.batch_size)
     args = {
         "val": [(r.path, r.label) for r in records if r.split == VAL and r.path not in bad],
         "test": [(r.path, r.label) for r in records if r.split == TEST and r.path not in bad],
     }
     training = decoded.filter(lambda r: r[0] == TRAIN and r[3] is not None and r[1] not in bad)
-    partitions = feed_partitions(train_images, nodes, epochs, cfg.steps_safety)
+    partitions = feed_partitions(train_images, nodes, epochs)
     # Balanced partitions: a shuffle of the small encoded images (once, cached) rather than a coalesce
     # of decode tasks that hold different numbers of training images. Chunked after the cache, on every
     # epoch: chunking reshuffles a partition's images each time it is fed.
     feed = training.map(lambda r: (r[3], r[2])).repartition(partitions).persist(StorageLevel.MEMORY_AND_DISK)
+    sizes = feed.mapPartitions(lambda items: [sum(1 for _ in items)]).collect()  # caches the feed
+    # Only the feed is read from here on. Two copies of the training images in executor memory (the
+    # decode stage's and the feed's) ran a 2 GB local[*] driver out of heap at 14,000 images.
+    decoded.unpersist()
+    pads = epoch_pads(sizes, steps * cfg.batch_size)
+    args["feed_chunks"] = chunks_per_partition([n + pad for n, pad in zip(sizes, pads, strict=True)], FEED_CHUNK)
+    seed = cfg.seed
+
+    def feed_epochs(first: int, count: int):
+        """Epochs first+1 .. first+count, each every training image once plus its padding, in order."""
+        return sc.union([feed.mapPartitionsWithIndex(epoch_chunks(FEED_CHUNK, pads, seed, first + e))
+                         for e in range(count)])
 
     def release() -> None:
         feed.unpersist()
-        decoded.unpersist()
 
-    return ModeInputs(args, summary, steps, feed.mapPartitions(chunked(FEED_CHUNK)), release=release)
+    return ModeInputs(args, summary, steps, feed_epochs, release=release)
 
 
 def _auto_prepare(sc, cfg: TrainConfig, data: RawData, nodes: int) -> tuple[str, dict[str, Any]]:
@@ -178,7 +212,10 @@ def tensorflow_mode_inputs(sc, cfg: TrainConfig, data: RawData | dict[str, Any],
         "ignored": manifest["ignored"],
     }
     check_splits_usable(summary["counts"])
-    # Each worker's dataset repeats its files, so every epoch can run the full share of steps.
-    steps = max(1, manifest["counts"][TRAIN]["total"] // cfg.batch_size)
+    # Every worker runs as many steps as the largest share of records needs (worker i reads train shards
+    # i, i+nodes, ...); a smaller share fills its epoch with repeats (pipeline.tfrecord_dataset).
+    per_replica = cfg.batch_size // nodes
+    shares = [sum(s["records"] for s in manifest["shards"][TRAIN][i::nodes]) for i in range(nodes)]
+    steps = max(steps_for(share, per_replica) for share in shares)
     args = {"prepared_dir": prepared_dir, "record_format": manifest["record_format"], "shards": manifest["shards"]}
     return ModeInputs(args, summary, steps)

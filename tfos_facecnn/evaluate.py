@@ -45,7 +45,8 @@ def training_config(export_dir: str) -> TrainConfig:
 def raw_split(data_dir: str, cfg: TrainConfig, split: str) -> list[tuple[str, int]]:
     """(path, label) of one split of a face2comics folder, by the training run's split settings."""
     found = discover(data_dir)
-    records = assign_splits(found, cfg.split_seed, cfg.val_fraction, cfg.test_fraction_of_val)
+    records = assign_splits(found, cfg.split_seed, cfg.val_fraction, cfg.test_fraction_of_val, cfg.cv_folds,
+                            cfg.cv_fold)
     return [(r.path, r.label) for r in records if split == "all" or r.split == split]
 
 

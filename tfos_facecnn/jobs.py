@@ -64,6 +64,28 @@ def run_train(argv: Sequence[str]) -> int:
     return _run(work, summarize)
 
 
+def run_crossval(argv: Sequence[str]) -> int:
+    def work() -> dict[str, Any]:
+        from .cli import parse_crossval_args
+        from .crossval import run_crossval as crossval
+
+        cfg, folds, master = parse_crossval_args(argv)
+        return crossval(cfg, folds, master)
+
+    def summarize(summary: dict[str, Any]) -> None:
+        for row in summary["folds"]:
+            interval = row["interval_95"]
+            print(f"fold {row['fold']}: test accuracy {row['accuracy']:.3f} on {row['images']} images "
+                  f"(95% {interval['low']:.2f}-{interval['high']:.2f}), exported epoch {row['chosen_epoch']}")
+        pooled = summary["pooled_interval_95"]
+        print(f"done: {len(summary['folds'])}-fold accuracy {summary['mean_accuracy']:.3f} +- "
+              f"{summary['std_accuracy']:.3f} (mean +- sd over folds; range {summary['min_accuracy']:.3f}-"
+              f"{summary['max_accuracy']:.3f}); pooled {summary['pooled_accuracy']:.3f} on "
+              f"{summary['images_tested']} images (95% {pooled['low']:.2f}-{pooled['high']:.2f})")
+
+    return _run(work, summarize)
+
+
 def run_predict(argv: Sequence[str]) -> int:
     def work() -> dict[str, Any]:
         from .predict_job import run_batch_predict

@@ -163,9 +163,7 @@ def _fit_and_export(args: dict[str, Any], cfg, ctx, reporter: EventClient, statu
             progress.mark_stopped_early()
         if ran < expected and not stopped_early:
             # Keras stops early, with only a warning, when its input runs dry; a peer would then wait on us.
-            hint = " (Spark fed this node less than its share: lower steps_safety)" \
-                if args["input_mode"] == "spark" else ""
-            raise RuntimeError(f"training stopped after {ran} of {expected} epochs: the input ran out of data{hint}")
+            raise RuntimeError(f"training stopped after {ran} of {expected} epochs: the input ran out of data")
 
         # Every worker saves (tf-keras runs collectives in save); only the chief keeps its copy.
         final = LocalMirror(storage.join(cfg.model_dir, "final") if is_chief
@@ -186,6 +184,7 @@ def _fit_and_export(args: dict[str, Any], cfg, ctx, reporter: EventClient, statu
             "tf_threads": tf.config.threading.get_intra_op_parallelism_threads(),
             **inputs.record,
             "steps_per_epoch": args["steps_per_epoch"],
+            "per_replica_batch": per_replica,
             "epochs_run": ran,
             "chosen_epoch": keeper.chosen_epoch(len(args["history"]) + ran),
             "stopped_early": stopped_early,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import collections
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import storage
 from .config import TrainConfig
+from .feed_order import ChunkKey, feed_keys, in_feed_order
 from .node_callbacks import starving
 from .pipeline import (
     FEED_CHUNK,
@@ -24,6 +25,7 @@ from .pipeline import (
     worker_share,
 )
 
+DISTRIBUTION_PREFETCH_BATCHES = 2  # batches tf.distribute's per-device iterator holds ahead of the model
 FEED_DRAIN_S = 0.5  # an empty queue for this long after 'terminating': no feeder is still putting
 
 
@@ -56,15 +58,16 @@ class _FeedCounter:
     evenly divisible by filter depth: 3 vs 32"; with oneDNN off those steps train on nothing. So a
     node whose feed has ended tops its stream up from the images it already holds, and counts them."""
 
-    def __init__(self, feed, seed: int, starve: bool = False) -> None:
+    def __init__(self, feed, seed: int, order: Iterator[ChunkKey] | None = None, starve: bool = False) -> None:
         self.feed = feed
         self.items = 0
         self.topped_up = 0
         self.held: collections.deque = collections.deque(maxlen=TOP_UP_RESERVE)
         self._rng = random.Random(seed)
+        self._order = order  # one node: train on the chunks in the driver's order (feed_order)
         self._starve = starve  # tests only: keep every other chunk, as a node Spark feeds short
 
-    def __call__(self):
+    def _received(self) -> Iterator[tuple[ChunkKey, list]]:
         received = 0
         while not self.feed.should_stop():
             elements = self.feed.next_batch(1)
@@ -73,9 +76,15 @@ class _FeedCounter:
             received += 1
             if self._starve and received % 2 == 0:
                 continue
-            self.items += len(elements[0])
-            self.held.extend(elements[0])
             yield elements[0]
+
+    def __call__(self):
+        received = self._received()
+        chunks = in_feed_order(received, self._order) if self._order is not None else (c for _, c in received)
+        for chunk in chunks:
+            self.items += len(chunk)
+            self.held.extend(chunk)
+            yield chunk
         yield from self._top_up()
 
     def _top_up(self):
@@ -90,20 +99,20 @@ class _FeedCounter:
 
 def terminate_feed(feed) -> int:
     """Tells this executor's feeding tasks to skip what is left of the feed (so Spark's feeding job ends
-    now) and empties the queue; returns the chunks dropped. TFoS's DataFeed.terminate does the same
-    but waits 5 s on the empty queue; our feeders (tfos_compat.partition_feeder) see the state at their
-    next state check (TERMINATION_CHECK_S)."""
+    now) and empties the queue; returns the images dropped (fed, never trained on). TFoS's
+    DataFeed.terminate does the same but waits 5 s on the empty queue; our feeders
+    (tfos_compat.partition_feeder) see the state at their next state check (TERMINATION_CHECK_S)."""
     from queue import Empty
 
     feed.mgr.set("state", "terminating")
     dropped = 0
     while True:
         try:
-            feed.queue_in.get(block=True, timeout=FEED_DRAIN_S)
+            item = feed.queue_in.get(block=True, timeout=FEED_DRAIN_S)
         except Empty:
             return dropped
         feed.queue_in.task_done()
-        dropped += 1
+        dropped += len(item[1]) if isinstance(item, tuple) else 0  # (key, chunk); TFoS's end markers are None
 
 
 def _val_steps(sizes_per_worker: list[int], per_replica: int) -> int:
@@ -114,7 +123,9 @@ def _val_steps(sizes_per_worker: list[int], per_replica: int) -> int:
 
 def spark_inputs(args: dict[str, Any], cfg: TrainConfig, ctx, strategy, per_replica: int, index: int,
                  workers: int) -> NodeInputs:
-    counter = _FeedCounter(ctx.get_data_feed(train_mode=True), cfg.seed + index,
+    done = len(args["history"])
+    order = feed_keys(done, cfg.epochs - done, args["feed_chunks"]) if workers == 1 else None
+    counter = _FeedCounter(ctx.get_data_feed(train_mode=True), cfg.seed + index, order,
                            starve=starving(f"{ctx.job_name}:{ctx.task_index}"))
     train = strategy.distribute_datasets_from_function(
         lambda _: feed_dataset(counter, cfg.image_size, per_replica, cfg.seed + index)
@@ -133,11 +144,13 @@ def spark_inputs(args: dict[str, Any], cfg: TrainConfig, ctx, strategy, per_repl
     def finish():
         inputs.record["items_fed"] = counter.items
         inputs.record["images_topped_up"] = counter.topped_up
-        # The pipeline reads ahead of the model (shuffle buffer, prefetched batches): top-ups within that
-        # much may never have been trained on; beyond it the node did train on repeated images.
-        inputs.record["top_up_read_ahead"] = FEED_SHUFFLE_BUFFER + (PREFETCH_BATCHES + 1) * per_replica + \
-            FEED_CHUNK
-        inputs.record["chunks_dropped"] = terminate_feed(counter.feed)
+        # The pipeline reads ahead of the model (shuffle buffer, prefetched batches, tf.distribute's own
+        # per-device prefetch, the generator's next chunk): top-ups within that much may never have been
+        # trained on; beyond it the node did train on repeated images. (A one-node run fed exactly its
+        # 14,016 images topped up 256: this bound at batch 32.)
+        inputs.record["top_up_read_ahead"] = FEED_SHUFFLE_BUFFER + \
+            (PREFETCH_BATCHES + 1 + DISTRIBUTION_PREFETCH_BATCHES) * per_replica + 2 * FEED_CHUNK
+        inputs.record["items_dropped"] = terminate_feed(counter.feed)
 
     inputs = NodeInputs(train, val, val_steps, test_predictions, finish)
     return inputs
@@ -161,11 +174,12 @@ def tensorflow_inputs(args: dict[str, Any], cfg: TrainConfig, strategy, per_repl
     # TFRecordDataset opens neither s3:// nor hdfs://); local shards are read where they are.
     cache = ShardCache([*mine, *(p for p, _ in val_share), *tests], cfg.shard_cache_mb)
     train = strategy.distribute_datasets_from_function(
-        lambda _: tfrecord_dataset(mine, cfg.image_size, fmt, per_replica, cfg.seed + index, resolve=cache.local)
+        lambda _: tfrecord_dataset(mine, cfg.image_size, fmt, per_replica, cfg.seed + index,
+                                   epoch_records=args["steps_per_epoch"] * per_replica, resolve=cache.local)
     )
     val = strategy.distribute_datasets_from_function(
         lambda _: tfrecord_dataset([p for p, _ in val_share], cfg.image_size, fmt, per_replica, cfg.seed,
-                                   shuffle=False, resolve=cache.local)
+                                   resolve=cache.local)
     )
     val_steps = _val_steps(
         [sum(n for _, n in worker_share(files("val"), workers, i)) for i in range(workers)], per_replica

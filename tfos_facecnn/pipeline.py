@@ -35,10 +35,11 @@ def steps_for(count: int, per_replica_batch: int) -> int:
     return max(1, math.ceil(count / per_replica_batch))
 
 
-def train_steps_per_epoch(train_count: int, global_batch: int, safety: float) -> int:
-    """SPARK mode: Spark hands partitions to nodes unevenly, so each epoch runs only `safety` of the
-    steps an even share would give; every worker then has data for every step (no collective hangs)."""
-    return max(1, math.floor(train_count / global_batch * safety))
+def train_steps_per_epoch(train_count: int, global_batch: int) -> int:
+    """Every training image once per epoch: the last global batch is topped up with repeats (SPARK mode:
+    the driver pads each epoch's feed to steps x global batch; TENSORFLOW mode: each worker pads its
+    epoch, see tfrecord_dataset)."""
+    return max(1, math.ceil(train_count / global_batch))
 
 
 def _as_model_input(tf, dataset):
@@ -51,7 +52,10 @@ def _options(tf):
     options = tf.data.Options()
     # Each worker builds its own share (Spark feed or a slice of the files): no auto-sharding on top.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    options.deterministic = False
+    # Elements in order: with the seeded shuffles a one-node run trains on the same batches every time.
+    # Parallel decoding then waits for the slowest image of a batch, which costs little: the images
+    # are alike (measured in BENCHMARKS.md, "Reproducibility").
+    options.deterministic = True
     # No tf.data autotuning: AUTOTUNE parallelism then means the thread pool's size (a node's cores).
     # Its optimizer thread sleeps up to a minute between rounds, and deleting an iterator waits for that
     # thread: fit() returned ~20 s after its last epoch in 2-node SPARK-mode runs (idle machine,
@@ -114,30 +118,37 @@ def files_dataset(records: Sequence[tuple[str, int]], image_size: int, per_repli
 
 
 def tfrecord_dataset(files: Sequence[str], image_size: int, record_format: str, per_replica_batch: int,
-                     seed: int, shuffle: bool = True, resolve: Callable[[str], str] | None = None):
-    """This worker's shard files -> records interleaved from several files, shuffled, parsed, batched,
-    repeated forever (the caller fixes the steps, so no worker ever runs dry). `resolve` maps a shard's
-    name to the local file to open (the node's shard cache), waiting for its download."""
+                     seed: int, epoch_records: int | None = None, resolve: Callable[[str], str] | None = None):
+    """This worker's shard files -> records interleaved from several files, parsed, batched, repeated
+    forever (the caller fixes the steps, so no worker ever runs dry). `resolve` maps a shard's name to
+    the local file to open (the node's shard cache), waiting for its download.
+
+    Training (`epoch_records` given): shuffled, and each epoch is exactly `epoch_records` records (its
+    steps x per-replica batch, at least the worker's records): one pass over every record of its files,
+    then the start of a freshly shuffled pass to fill the last batch. So every training image is trained
+    on in every epoch, whatever the number of workers. Without it (validation): in file order."""
     import tensorflow as tf
 
     from .data.tfrecords import INTERLEAVE_FILES, SHUFFLE_BUFFER, parse_function
 
+    shuffle = epoch_records is not None
     names = tf.data.Dataset.from_tensor_slices(list(files))
     if shuffle:
         names = names.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    names = names.repeat()
     if resolve is not None:
         names = names.map(lambda name: tf.ensure_shape(tf.numpy_function(
             lambda n: resolve(n.decode("utf-8")).encode("utf-8"), [name], tf.string, stateful=False), ()))
-    records = names.interleave(
+    records = names.interleave(  # one pass over every record of these files
         tf.data.TFRecordDataset,
         cycle_length=min(INTERLEAVE_FILES, len(files)),
         num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=not shuffle,
+        deterministic=True,
     )
     if shuffle:
         records = records.shuffle(SHUFFLE_BUFFER, seed=seed)  # serialized records: cheap to shuffle
-    images = records.map(parse_function(image_size, record_format), num_parallel_calls=tf.data.AUTOTUNE)
+        # take() restarts the inner repeat on every outer repetition: each epoch begins a new pass.
+        records = records.repeat().take(epoch_records)
+    images = records.repeat().map(parse_function(image_size, record_format), num_parallel_calls=tf.data.AUTOTUNE)
     batches = images.batch(per_replica_batch, drop_remainder=True)
     return _as_model_input(tf, batches).prefetch(PREFETCH_BATCHES).with_options(_options(tf))
 

@@ -37,6 +37,8 @@ class PrepareConfig:
     num_shards: int | None = None  # train shards; None: twice Spark's default parallelism
     record_format: str = "jpeg"
     overwrite: bool = False
+    cv_folds: int = 0  # cross-validation: fold cv_fold is the test split (TrainConfig.cv_folds)
+    cv_fold: int = 0
     # fsspec options per storage scheme (the `storage:` config section); may hold credentials
     storage: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
 
@@ -45,11 +47,13 @@ class PrepareConfig:
         return cls(data_dir=storage.absolute(cfg.data_dir or ""), output_dir=storage.absolute(output_dir),
                    image_size=cfg.image_size,
                    split_seed=cfg.split_seed, val_fraction=cfg.val_fraction,
-                   test_fraction_of_val=cfg.test_fraction_of_val, storage=cfg.storage, **overrides)
+                   test_fraction_of_val=cfg.test_fraction_of_val, cv_folds=cfg.cv_folds, cv_fold=cfg.cv_fold,
+                   storage=cfg.storage, **overrides)
 
     def split_settings(self) -> dict[str, Any]:
+        folds = {"cv_folds": self.cv_folds, "cv_fold": self.cv_fold} if self.cv_folds else {}
         return {"seed": self.split_seed, "val_fraction": self.val_fraction,
-                "test_fraction_of_val": self.test_fraction_of_val}
+                "test_fraction_of_val": self.test_fraction_of_val, **folds}
 
 
 def _normalized(path: str) -> str:
@@ -145,7 +149,8 @@ def prepare_on_spark(sc, pcfg: PrepareConfig) -> dict[str, Any]:
     """Runs the prepare job on an existing SparkContext and publishes the output; returns the manifest."""
     check_output_location(pcfg.data_dir, pcfg.output_dir, pcfg.overwrite)
     found = discover(pcfg.data_dir)
-    records = assign_splits(found, pcfg.split_seed, pcfg.val_fraction, pcfg.test_fraction_of_val)
+    records = assign_splits(found, pcfg.split_seed, pcfg.val_fraction, pcfg.test_fraction_of_val, pcfg.cv_folds,
+                            pcfg.cv_fold)
     root = found.root.rstrip("/") + "/"
     items = [(r.path, r.label, r.split, r.path[len(root):]) for r in records]
 

@@ -32,6 +32,6 @@ def test_a_starved_node_trains_to_its_last_step_on_top_ups(tmp_path: Path):
     assert starved["epochs_run"] == fed["epochs_run"] == 4
     assert starved["images_topped_up"] > starved["top_up_read_ahead"]
     assert starved["items_fed"] < fed["items_fed"]
-    assert "warning: Spark fed TF node worker:0" in output and "lower steps_safety" in output
+    assert "warning: Spark fed TF node worker:0" in output and "took feeding tasks unevenly" in output
     history = json.loads((tmp_path / "export" / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2, 3, 4]

@@ -41,3 +41,21 @@ def check_export(export: Path, epochs: int, workers: int) -> dict:
     return metrics
 
 
+
+
+def check_every_image_fed(model: Path, export: Path, epochs: int, batch: int) -> dict:
+    """SPARK mode: steps cover every training image (ceil), Spark fed each epoch in full (every image
+    once, plus the padding of its last batch), every fed image reached a node (trained, or dropped at
+    the end), and no node trained on repeats beyond its pipeline's read-ahead at the end of the run."""
+    nodes = json.loads((model / "nodes.json").read_text())
+    train = json.loads((export / "data.json").read_text())["counts"]["train"]["total"]
+    steps = -(-train // batch)
+    assert {node["steps_per_epoch"] for node in nodes.values()} == {steps}
+    fed = sum(node["items_fed"] + node["items_dropped"] for node in nodes.values())
+    assert fed == epochs * steps * batch  # each epoch: the train images once + (steps x batch - train) repeats
+    for name, node in nodes.items():
+        trained = steps * node["per_replica_batch"] * node["epochs_run"]
+        pulled = node["items_fed"] + node["images_topped_up"]
+        assert pulled - node["top_up_read_ahead"] <= trained <= pulled, (name, node)
+        assert node["images_topped_up"] <= node["top_up_read_ahead"], (name, node)  # no node fed short
+    return nodes

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from tests.conftest import REPO, SAMPLE, run_train_job, spark_env, train_command
-from tests.spark.checks import EPOCH_LINE, SMALL_RUN, check_export
+from tests.spark.checks import EPOCH_LINE, SMALL_RUN, check_every_image_fed, check_export
 
 pytestmark = pytest.mark.spark
 SMALL = ["--input-mode", "spark", *SMALL_RUN]
@@ -90,6 +90,8 @@ def test_local_cluster_two_nodes_stay_on_loopback(tmp_path: Path):
     assert listening, "the socket census saw nothing: it is not measuring"
     assert all(loopback(ip) for ip in remote), remote
     check_export(export, epochs=2, workers=2)
+    check_every_image_fed(tmp_path / "model", export, epochs=2, batch=8)
+    assert "warning: Spark fed" not in output
 
 
 BAD_INPUTS = [

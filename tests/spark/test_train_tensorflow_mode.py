@@ -53,6 +53,9 @@ def test_local_cluster_prepares_raw_images_and_nodes_read_disjoint_shards(tmp_pa
     assert len(read) == 2 and all(read) and not read[0] & read[1]
     assert read[0] | read[1] == {s["file"] for s in manifest["shards"]["train"]}
     assert [node["tf_threads"] for node in nodes.values()] == [1, 1]  # local-cluster[2,1,...]: 1 core each
+    # Every record of a node's shards fits in each of its epochs: steps cover the larger share.
+    shares = [sum(s["records"] for s in manifest["shards"]["train"] if s["file"] in mine) for mine in read]
+    assert {node["steps_per_epoch"] for node in nodes.values()} == {-(-max(shares) // 4)}  # batch 8 over 2
 
 
 @pytest.mark.timeout(300)

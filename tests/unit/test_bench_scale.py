@@ -27,4 +27,6 @@ def test_growth_is_judged_against_the_ten_percent_bars():
 def test_the_jvm_is_found_under_its_launcher_name():
     assert _is_jvm("/usr/lib/jvm/java-17/bin/java -cp x org.apache.spark.deploy.SparkSubmit")
     assert _is_jvm("/repo/.venv/bin/spark-submit --master local[*] jobs/train.py")
+    assert _is_jvm("bash /repo/.venv/bin/spark-submit --master local[*] jobs/train.py")  # as /proc shows it
     assert not _is_jvm("/repo/.venv/bin/python -m pyspark.daemon")
+    assert not _is_jvm("/repo/.venv/bin/python /repo/jobs/spark-submit-notes.py")

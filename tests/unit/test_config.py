@@ -26,6 +26,7 @@ def test_shipped_yaml_resolves_to_the_defaults():
 @pytest.mark.parametrize("values,message", [
     ({"epoch": 3}, "unknown config key 'epoch'"),
     ({"augment": {"spin": 1}}, "unknown config key 'augment.spin'"),
+    ({"steps_safety": 0.9}, "config key 'steps_safety' was removed: every epoch now trains on every training image"),
     ({"epochs": "ten"}, "'epochs': expected a whole number"),
     ({"epochs": 0}, "'epochs': 0 is out of range"),
     ({"batch_size": -4}, "'batch_size': -4 is out of range"),

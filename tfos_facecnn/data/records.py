@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from .discover import LABEL_NAMES, Discovery
-from .split import SPLITS, split_of
+from .split import SPLITS, TEST, folds_of, split_of
 
 
 class Record(NamedTuple):
@@ -15,11 +15,16 @@ class Record(NamedTuple):
     split: str
 
 
-def assign_splits(found: Discovery, seed: int, val_fraction: float, test_fraction_of_val: float) -> list[Record]:
-    return [
-        Record(f.path, f.label, split_of(f.key, seed, val_fraction, test_fraction_of_val))
-        for f in found.files
-    ]
+def assign_splits(found: Discovery, seed: int, val_fraction: float, test_fraction_of_val: float,
+                  cv_folds: int = 0, cv_fold: int = 0) -> list[Record]:
+    """Each file's split. With cv_folds, the pairs of fold cv_fold are the test set and the others
+    split into train and validation by val_fraction (cross-validation, jobs/crossval.py)."""
+    if not cv_folds:
+        return [Record(f.path, f.label, split_of(f.key, seed, val_fraction, test_fraction_of_val))
+                for f in found.files]
+    fold = folds_of((f.key for f in found.files), seed, cv_folds)
+    return [Record(f.path, f.label, TEST if fold[f.key] == cv_fold else split_of(f.key, seed, val_fraction, 0.0))
+            for f in found.files]
 
 
 def count_by_split(records: Iterable[Record]) -> dict[str, dict[str, int]]:

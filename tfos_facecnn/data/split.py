@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 TRAIN, VAL, TEST = "train", "val", "test"
 SPLITS = (TRAIN, VAL, TEST)
@@ -22,3 +23,11 @@ def split_of(key: str, seed: int, val_fraction: float, test_fraction_of_val: flo
         return TRAIN
     within_val = (position - train_share) / val_fraction
     return TEST if within_val < test_fraction_of_val else VAL
+
+
+def folds_of(keys: Iterable[str], seed: int, folds: int) -> dict[str, int]:
+    """Cross-validation folds of the keys (paths inside the class folders, so a face and its comic
+    version always share a fold): ranked by a hash of (seed, key) and dealt out in turn, so fold sizes
+    differ by at most one key, whatever the data set's size."""
+    ranked = sorted(set(keys), key=lambda key: hashlib.sha256(f"{seed}:fold:{key}".encode()).digest())
+    return {key: rank % folds for rank, key in enumerate(ranked)}
