@@ -108,7 +108,7 @@ def _interval(row: dict[str, Any]) -> str:
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         SECTION_START,
-        f"Settings: {report['label']} (`{' '.join(report['job_args']) or 'conf/train.yaml'}`), "
+        f"Settings: {report['label']}" + (f" (`{' '.join(report['job_args'])}`)" if report["job_args"] else "") + ", "
         f"written by `python bench/quality.py` on {report['started']} in {report['wall_s']:.0f} s. "
         f"Validation: the sample's 16 images (8 faces, 8 comics), scored by the exported model; test: "
         "4 images, so its interval is wide.",
