@@ -175,8 +175,10 @@ def _check_value(key: str, value: Any) -> None:
 
 def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
     known = {f.name: f for f in fields(cls)}
-    for name in sorted(set(values) & set(_REMOVED)):
-        raise ConfigError(f"config key '{prefix}{name}' was removed: {_REMOVED[name]}; delete it from the config")
+    removed = sorted(set(values) & set(_REMOVED))
+    if removed:
+        raise ConfigError(f"config key '{prefix}{removed[0]}' was removed: {_REMOVED[removed[0]]}; delete it from "
+                          "the config")
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ConfigError(
@@ -197,13 +199,17 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
         value = _coerce(prefix + name, value, getattr(defaults, name), str(f.type))
         _check_value(name, value)
         kwargs[name] = value
-    built = dataclasses.replace(defaults, **kwargs)
-    if getattr(built, "cv_folds", 0) and not built.cv_fold < built.cv_folds:
-        raise ConfigError(f"config key 'cv_fold': {built.cv_fold} is not a fold of {built.cv_folds} (0 to "
-                          f"{built.cv_folds - 1})")
-    if getattr(built, "cv_folds", 0) == 1:
+    return dataclasses.replace(defaults, **kwargs)
+
+
+def _check_folds(cfg: TrainConfig) -> TrainConfig:
+    """The one check across keys: cv_fold must name one of the cv_folds folds."""
+    if cfg.cv_folds == 1:
         raise ConfigError("config key 'cv_folds': 1 fold leaves nothing to train on; use 2 or more (or 0: no folds)")
-    return built
+    if cfg.cv_folds and not cfg.cv_fold < cfg.cv_folds:
+        raise ConfigError(f"config key 'cv_fold': {cfg.cv_fold} is not a fold of {cfg.cv_folds} (0 to "
+                          f"{cfg.cv_folds - 1})")
+    return cfg
 
 
 def _storage_options(value: Any) -> dict[str, dict[str, Any]]:
@@ -253,4 +259,4 @@ def resolve_config(yaml_values: Mapping[str, Any], overrides: Mapping[str, Any])
             merged[key] = value
     if augment:
         merged["augment"] = augment
-    return _build(TrainConfig, merged)
+    return _check_folds(_build(TrainConfig, merged))

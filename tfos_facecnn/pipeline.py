@@ -54,7 +54,8 @@ def _options(tf):
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     # Elements in order: with the seeded shuffles a one-node run trains on the same batches every time.
     # Parallel decoding then waits for the slowest image of a batch, which costs little: the images
-    # are alike (measured in BENCHMARKS.md, "Reproducibility").
+    # are alike (the TENSORFLOW-mode pipeline alone: ~1% slower, at ~13x what training consumes;
+    # BENCHMARKS.md, "Every image in every epoch, reproducibility").
     options.deterministic = True
     # No tf.data autotuning: AUTOTUNE parallelism then means the thread pool's size (a node's cores).
     # Its optimizer thread sleeps up to a minute between rounds, and deleting an iterator waits for that
