@@ -48,7 +48,7 @@ def check_every_image_fed(model: Path, export: Path, epochs: int, batch: int) ->
     once, plus the padding of its last batch), every fed image reached a node (trained, or dropped at
     the end), and each node's pulled, topped-up and trained images add up. (Not asserted: that no node
     is fed short. At this size a node's read-ahead, ~116 images, exceeds its whole share, and one run
-    fed 30 and 82 of 112 images to the two nodes.)"""
+    fed 30 and 82 of 112 images to the two nodes; test_every_image.py asserts it at 2,400 images.)"""
     nodes = json.loads((model / "nodes.json").read_text())
     train = json.loads((export / "data.json").read_text())["counts"]["train"]["total"]
     steps = -(-train // batch)
