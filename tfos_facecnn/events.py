@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import selectors
 import socket
 import threading
 import time
@@ -21,6 +22,19 @@ logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0  # a node never blocks longer than this on reporting
 MAX_EVENT_BYTES = 1 << 20  # one event (a failure with its log tail) fits well below this
+EVENT_DEADLINE_S = 10.0  # a node sends its event in one write: the whole of it must arrive within this
+MAX_CONNECTIONS = 64  # events being received at once (nodes send one at a time each)
+ACCEPT_POLL_S = 0.5  # how often the server looks for its stop flag and expired connections
+
+
+@dataclass
+class _Pending:
+    """A connection whose event is still arriving."""
+
+    sequence: int
+    deadline: float
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
 
 
 @dataclass
@@ -47,45 +61,86 @@ class EventServer:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.bind((host, 0))
         self._sock.listen(16)
-        self._sock.settimeout(0.5)
         self.address = (host, self._sock.getsockname()[1])
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="tfos-facecnn-events", daemon=True)
         self._thread.start()
 
     def _serve(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                break
-            with conn:
-                conn.settimeout(CONNECT_TIMEOUT_S)
-                try:
-                    payload = self._read_line(conn)
-                    event = json.loads(payload)
-                except (OSError, ValueError) as e:
-                    logger.warning("dropped a malformed node event: %s", e)
-                    continue
-                if not isinstance(event, dict) or not secrets.compare_digest(str(event.pop("token", "")), self.token):
-                    logger.warning("dropped a node event without the job's token")
-                    continue
-                self._record(event)
+        """One thread reads every connection at once (non-blocking, selectors): a client that sends
+        slowly delays only its own event, and is dropped at its deadline (a per-recv timeout alone let
+        a client sending a byte every 5 s hold the server for ever). Events that complete together are
+        recorded in the order their connections were accepted, so one node's events keep their order."""
+        selector = selectors.DefaultSelector()
+        self._sock.setblocking(False)
+        selector.register(self._sock, selectors.EVENT_READ)
+        pending: dict[socket.socket, _Pending] = {}
+        accepted = 0
+        try:
+            while not self._stopping.is_set():
+                complete = []
+                for key, _ in selector.select(timeout=ACCEPT_POLL_S):
+                    if key.fileobj is self._sock:
+                        accepted += 1
+                        self._accept(selector, pending, accepted)
+                        continue
+                    conn = key.fileobj
+                    item = pending[conn]
+                    try:
+                        chunk = conn.recv(65536)
+                    except OSError as e:
+                        self._drop(selector, pending, conn, f"malformed node event: {e}")
+                        continue
+                    if chunk:
+                        item.chunks.append(chunk)
+                        item.size += len(chunk)
+                        if item.size > MAX_EVENT_BYTES:
+                            self._drop(selector, pending, conn, "node event larger than the limit")
+                        continue
+                    complete.append(item)
+                    self._drop(selector, pending, conn, None)
+                for item in sorted(complete, key=lambda p: p.sequence):
+                    self._accept_event(b"".join(item.chunks))
+                now = time.monotonic()
+                for conn in [c for c, item in pending.items() if item.deadline < now]:
+                    self._drop(selector, pending, conn, f"node event incomplete after {EVENT_DEADLINE_S} s")
+        finally:
+            for conn in list(pending):
+                conn.close()
+            selector.close()
+            self._sock.close()
+
+    def _accept(self, selector, pending: dict, sequence: int) -> None:
+        try:
+            conn, peer = self._sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        if len(pending) >= MAX_CONNECTIONS:
+            logger.warning("dropped a node event from %s: %d connections already open", peer, MAX_CONNECTIONS)
+            conn.close()
+            return
+        conn.setblocking(False)
+        pending[conn] = _Pending(sequence, time.monotonic() + EVENT_DEADLINE_S)
+        selector.register(conn, selectors.EVENT_READ)
 
     @staticmethod
-    def _read_line(conn: socket.socket) -> bytes:
-        chunks, size = [], 0
-        while True:
-            chunk = conn.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > MAX_EVENT_BYTES:
-                raise ValueError("event larger than the limit")
-        return b"".join(chunks)
+    def _drop(selector, pending: dict, conn: socket.socket, reason: str | None) -> None:
+        if reason is not None:
+            logger.warning("dropped a %s", reason)
+        selector.unregister(conn)
+        del pending[conn]
+        conn.close()
+
+    def _accept_event(self, payload: bytes) -> None:
+        try:
+            event = json.loads(payload)
+        except ValueError as e:
+            logger.warning("dropped a malformed node event: %s", e)
+            return
+        if not isinstance(event, dict) or not secrets.compare_digest(str(event.pop("token", "")), self.token):
+            logger.warning("dropped a node event without the job's token")
+            return
+        self._record(event)
 
     def _record(self, event: dict[str, Any]) -> None:
         kind, node = event.get("kind"), str(event.get("node"))
@@ -143,8 +198,7 @@ class EventServer:
             return predicate(self.state)
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._sock.close()
+        self._stopping.set()  # the serving thread closes its sockets within ACCEPT_POLL_S
         self._thread.join(timeout=5)
 
 

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 
 from .config import ConfigError, TrainConfig
+from .loopback import LOCAL_IP_ENV, relaunch_on, under_spark_submit
 
 LOCAL_RE = re.compile(r"^local(\[(\*|\d+)(,\s*\d+)?\])?$")
 LOCAL_CLUSTER_RE = re.compile(r"^local-cluster\[\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\]$")
@@ -156,6 +157,9 @@ def spark_conf(master_url: str | None) -> tuple[Master, dict[str, str]]:
     """The master and the user's Spark settings (spark-submit's --master/--conf/properties file)."""
     from pyspark import SparkConf, SparkContext
 
+    local = parse_master(master_url or "local[*]").is_local_machine
+    if local and not under_spark_submit() and LOCAL_IP_ENV not in os.environ:
+        os.environ[LOCAL_IP_ENV] = LOOPBACK  # the JVM pyspark starts next inherits it (see loopback.py)
     SparkContext._ensure_initialized()  # joins spark-submit's JVM, so SparkConf sees its settings
     conf = SparkConf()
     if master_url:
@@ -168,6 +172,8 @@ def start_session(app_name: str, master: Master, address: str | None, user_conf:
                   executor_env: dict[str, str] | None = None):
     from pyspark.sql import SparkSession
 
+    if address is not None and master.is_local_machine and LOCAL_IP_ENV not in os.environ and under_spark_submit():
+        relaunch_on(address, master.url, user_conf)  # exits with the relaunched job's code
     builder = SparkSession.builder.appName(app_name).master(master.url)
     for key, value in session_settings(master, address, user_conf, executor_env).items():
         builder = builder.config(key, value)

@@ -1,10 +1,12 @@
 """Keeps TensorFlowOnSpark 2.2.5 on the address we choose, and feeds its queues without its delays.
 
 TFoS picks a node's address by routing toward a public address and binds its reservation server on
-all interfaces. For local masters (and whenever --bind-address is set) we pin both: the driver's
-reservation server binds to the address, and every executor-side TFoS function reports it as the
-node's host, so the TF cluster spec (TF_CONFIG) and all TFoS traffic use it. Worker-node TFoS
-managers already listen on a Unix socket with a random 16-byte authkey.
+all interfaces. Its reservation server is replaced by signed_reservation's (signed messages only,
+bound to the driver's address: Spark's spark.driver.bindAddress/host, or the pinned address). For
+local masters (and whenever --bind-address is set) we pin the address: the driver's reservation
+server binds to it, and every executor-side TFoS function reports it as the node's host, so the TF
+cluster spec (TF_CONFIG) and all TFoS traffic use it. Worker-node TFoS managers already listen on a
+Unix socket with a random 16-byte authkey.
 
 InputMode.SPARK's feeding task is ours (`partition_feeder`): TFoS's own imports TensorFlow in every
 feeding Python worker (2-3 s and ~400 MB each, for nothing: it only moves pickled items) and ends a
@@ -17,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -149,19 +150,58 @@ def _forgetting_dead_manager(mapfn: Callable) -> Callable:
     return start_node
 
 
+def _signing(mapfn: Callable, key: bytes) -> Callable:
+    """Executor side: this Python worker signs and checks its reservation messages with the cluster's key."""
+
+    def run_signed(iterator):
+        from tfos_facecnn.signed_reservation import install
+
+        install(key)
+        return mapfn(iterator)
+
+    return run_signed
+
+
+def driver_addresses() -> tuple[str, str]:
+    """(bind, advertised) for the driver's servers: TFOS_SERVER_HOST when the job pinned an address
+    (pinned_address), else Spark's own choice for the driver (spark.driver.bindAddress / host)."""
+    from pyspark import SparkContext
+    from tensorflowonspark import reservation
+
+    pinned = os.environ.get(reservation.TFOS_SERVER_HOST)
+    if pinned:
+        return pinned, pinned
+    conf = SparkContext._active_spark_context.getConf()
+    host = conf.get("spark.driver.host")
+    return conf.get("spark.driver.bindAddress", host), host
+
+
 @contextlib.contextmanager
 def own_executor_functions() -> Iterator[None]:
-    """While the block runs, TFCluster feeds with partition_feeder and starts nodes in workers that
-    forget a dead manager of an earlier cluster (driver side)."""
-    from tensorflowonspark import TFSparkNode
+    """While the block runs (driver side), TFCluster's reservation server is signed_reservation's
+    (signed messages, bound to the driver's address, one thread per client) under a key made for this
+    cluster; TFCluster feeds with partition_feeder and starts nodes in workers that forget a dead
+    manager of an earlier cluster, both signing their reservation messages with that key."""
+    import secrets
 
+    from tensorflowonspark import TFSparkNode, reservation
+
+    from .signed_reservation import install, server_class
+
+    key = secrets.token_bytes(32)
     original_train, original_run = TFSparkNode.train, TFSparkNode.run
-    TFSparkNode.train = partition_feeder
-    TFSparkNode.run = lambda *args, **kwargs: _forgetting_dead_manager(original_run(*args, **kwargs))
+    original_server = reservation.Server
+    original_io = reservation.MessageSocket.send, reservation.MessageSocket.receive
+    TFSparkNode.train = lambda *args, **kwargs: _signing(partition_feeder(*args, **kwargs), key)
+    TFSparkNode.run = lambda *args, **kwargs: _signing(_forgetting_dead_manager(original_run(*args, **kwargs)), key)
+    reservation.Server = server_class(driver_addresses, key)
+    install(key)
     try:
         yield
     finally:
         TFSparkNode.train, TFSparkNode.run = original_train, original_run
+        reservation.Server = original_server
+        reservation.MessageSocket.send, reservation.MessageSocket.receive = original_io
 
 
 @contextlib.contextmanager
@@ -173,16 +213,7 @@ def pinned_address(address: str | None) -> Iterator[None]:
     from tensorflowonspark import TFSparkNode, reservation
 
     originals = {name: getattr(TFSparkNode, name) for name in ("run", "train", "inference", "shutdown")}
-    original_server = reservation.Server
     original_env = os.environ.get(reservation.TFOS_SERVER_HOST)
-
-    class LoopbackServer(original_server):
-        def start_listening_socket(self):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((address, 0))
-            sock.listen(16)
-            return sock
 
     def wrap(name: str) -> Callable:
         original = originals[name]
@@ -191,13 +222,11 @@ def pinned_address(address: str | None) -> Iterator[None]:
     try:
         for name in originals:
             setattr(TFSparkNode, name, wrap(name))
-        reservation.Server = LoopbackServer
         os.environ[reservation.TFOS_SERVER_HOST] = address
         yield
     finally:
         for name, original in originals.items():
             setattr(TFSparkNode, name, original)
-        reservation.Server = original_server
         if original_env is None:
             os.environ.pop(reservation.TFOS_SERVER_HOST, None)
         else:

@@ -56,13 +56,15 @@ def job_sockets(root: psutil.Process) -> list:
 
 
 @pytest.mark.timeout(600)
-def test_local_cluster_two_nodes_stay_on_loopback(tmp_path: Path):
+def test_local_cluster_two_nodes_stay_on_loopback_without_spark_local_ip(tmp_path: Path):
+    """A plain spark-submit, without SPARK_LOCAL_IP: the job keeps every socket on loopback itself."""
     export = tmp_path / "export"
+    env = {k: v for k, v in spark_env().items() if k != "SPARK_LOCAL_IP"}
     command = train_command("local-cluster[2,1,1024]", *SMALL, "--model-dir", str(tmp_path / "model"),
                             "--export-dir", str(export))
     log = tmp_path / "driver.log"
     with open(log, "w") as out:
-        job = subprocess.Popen(command, env=spark_env(), cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True)
+        job = subprocess.Popen(command, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True)
         root = psutil.Process(job.pid)
         listening, remote = set(), set()
         deadline = time.monotonic() + 540
@@ -78,6 +80,7 @@ def test_local_cluster_two_nodes_stay_on_loopback(tmp_path: Path):
             pytest.fail("the job did not finish within 540 s")
     output = log.read_text()
     assert job.returncode == 0, output[-4000:]
+    assert "SPARK_LOCAL_IP is not set: starting the driver again with SPARK_LOCAL_IP=127.0.0.1" in output
     assert [int(n) for n in EPOCH_LINE.findall(output)] == [1, 2]
     tf_servers = re.findall(r"TF node (chief:0|worker:0) started on .* TF server ([\d.]+):(\d+)\)", output)
     assert sorted(node for node, _, _ in tf_servers) == ["chief:0", "worker:0"]

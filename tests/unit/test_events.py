@@ -62,3 +62,33 @@ def test_silent_and_stalled_nodes_are_found():
         assert server.stalled_nodes(5) == []
     finally:
         server.stop()
+
+
+def test_a_client_sending_a_byte_at_a_time_stalls_no_heartbeat_and_is_dropped_at_its_deadline(monkeypatch, caplog):
+    import logging
+    import time
+
+    from tfos_facecnn import events
+
+    monkeypatch.setattr(events, "EVENT_DEADLINE_S", 3.0)
+    server = EventServer("127.0.0.1")
+    try:
+        slow = socket.create_connection(server.address)
+        client = EventClient(server.address, server.token, "chief:0")
+        with caplog.at_level(logging.WARNING, logger="tfos_facecnn.events"):
+            for batches in range(1, 6):  # heartbeats every 0.5 s while the slow client trickles bytes
+                slow.sendall(b"{")
+                started = time.monotonic()
+                assert client.send("heartbeat", batches=batches, phase="train")
+                assert server.wait_for(lambda s, b=batches: s.progress.get("chief:0", (0,))[0] == b, timeout_s=2)
+                assert time.monotonic() - started < 2
+                time.sleep(0.5)  # the pace of the trickle, not a wait for the server
+            deadline = time.monotonic() + 5
+            while "incomplete after 3.0 s" not in caplog.text and time.monotonic() < deadline:
+                time.sleep(0.05)  # polls the server's log for the drop, under a deadline
+        assert "dropped a node event incomplete after 3.0 s" in caplog.text
+        slow.settimeout(5)
+        assert slow.recv(1) == b""  # the server closed it
+        slow.close()
+    finally:
+        server.stop()
