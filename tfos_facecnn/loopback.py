@@ -6,7 +6,7 @@ and block manager only. Spark's web UI binds to SPARK_LOCAL_IP or else 0.0.0.0, 
 in-process master and workers (and the executors they start) to SPARK_LOCAL_IP or else the machine's
 outside address: both read the environment of the driver JVM, which spark-submit started before any
 of our code ran. So on a local master without SPARK_LOCAL_IP the job starts its driver again, once,
-with SPARK_LOCAL_IP set (a second spark-submit with the same settings and arguments, ~3 s), and exits
+with SPARK_LOCAL_IP set (a second spark-submit with the same settings and arguments), and exits
 with its exit code. Before any SparkContext exists the first JVM listens only on py4j's loopback port.
 Run outside spark-submit (python jobs/train.py), the job sets SPARK_LOCAL_IP before pyspark starts
 its JVM instead.
