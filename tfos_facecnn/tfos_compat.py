@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -150,13 +151,39 @@ def _forgetting_dead_manager(mapfn: Callable) -> Callable:
     return start_node
 
 
+# TFoS logs each node's reservation at INFO, its manager's authkey included (on local masters that is
+# the driver's console): the authkey lets whoever reads it drive the node's queues.
+_AUTHKEY = re.compile(r"""'authkey': b(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
+TFOS_LOGGERS = ("tensorflowonspark.TFSparkNode", "tensorflowonspark.TFCluster", "tensorflowonspark.TFNode",
+                "tensorflowonspark.reservation", "tensorflowonspark.util")
+
+
+class RedactAuthkeys(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "'authkey'" in message:
+            record.msg, record.args = _AUTHKEY.sub("'authkey': <redacted>", message), ()
+        return True
+
+
+def redact_tfos_logs() -> None:
+    """Keeps TFoS's loggers in this process from printing authkeys (idempotent)."""
+    for name in TFOS_LOGGERS:
+        target = logging.getLogger(name)
+        if not any(isinstance(f, RedactAuthkeys) for f in target.filters):
+            target.addFilter(RedactAuthkeys())
+
+
 def _signing(mapfn: Callable, key: bytes) -> Callable:
-    """Executor side: this Python worker signs and checks its reservation messages with the cluster's key."""
+    """Executor side: this Python worker signs and checks its reservation messages with the cluster's
+    key, and TFoS's logs in it print no authkey."""
 
     def run_signed(iterator):
         from tfos_facecnn.signed_reservation import install
+        from tfos_facecnn.tfos_compat import redact_tfos_logs
 
         install(key)
+        redact_tfos_logs()
         return mapfn(iterator)
 
     return run_signed
@@ -196,6 +223,7 @@ def own_executor_functions() -> Iterator[None]:
     TFSparkNode.run = lambda *args, **kwargs: _signing(_forgetting_dead_manager(original_run(*args, **kwargs)), key)
     reservation.Server = server_class(driver_addresses, key)
     install(key)
+    redact_tfos_logs()
     try:
         yield
     finally:

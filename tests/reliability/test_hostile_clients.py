@@ -108,5 +108,7 @@ def test_attacks_on_the_driver_servers_run_nothing_and_the_job_carries_on(tmp_pa
     assert len(attacked) >= 2, f"found {attacked}: the test did not reach the reservation and event servers"
     assert not marker.exists(), "a pickled payload ran in the driver"
     assert "forged" not in output
+    assert "TFSparkNode.reserve: " in output and "'authkey': <redacted>" in output  # local[*]: executor logs here
+    assert "'authkey': b" not in output
     history = json.loads((export / "history.json").read_text())
     assert [row["epoch"] for row in history] == list(range(1, 7))

@@ -105,3 +105,19 @@ def test_an_oversized_message_is_refused_before_it_is_read(server, caplog):
             client.sendall(struct.pack(">I", 1 << 30))
             assert client.recv(1) == b""
     assert f"(the limit is {signed_reservation.MAX_MESSAGE_BYTES})" in caplog.text
+
+
+def test_tfos_logs_print_no_authkey(caplog):
+    from tfos_facecnn.tfos_compat import redact_tfos_logs
+
+    redact_tfos_logs()
+    redact_tfos_logs()  # idempotent: one filter
+    logger = logging.getLogger("tensorflowonspark.TFSparkNode")
+    assert sum(type(f).__name__ == "RedactAuthkeys" for f in logger.filters) == 1
+    node = {"executor_id": 0, "authkey": b"x\xdb'\"\\q", "port": 43655}
+    with caplog.at_level(logging.INFO, logger="tensorflowonspark.TFSparkNode"):
+        logger.info("TFSparkNode.reserve: {0}".format(node))
+        logger.info("node: %s", {"authkey": b"abc"})
+    assert "TFSparkNode.reserve: {'executor_id': 0, 'authkey': <redacted>, 'port': 43655}" in caplog.text
+    assert "node: {'authkey': <redacted>}" in caplog.text
+    assert "xdb" not in caplog.text and "abc" not in caplog.text
