@@ -12,8 +12,9 @@ from .config import ALL_VARIANTS, VARIANTS, ConfigError, TrainConfig
 from .data.split import SPLITS
 from .driver_inputs import TOP_UP_TOLERANCE, ModeInputs, check_data, spark_mode_inputs, tensorflow_mode_inputs
 from .events import EventServer
-from .export import MODEL_FILE, is_complete, read_json, write_json
-from .resume import RunState, fingerprint, run_state
+from .export import MODEL_FILE, is_complete, read_json, reexport, write_json
+from .resume import NODES_FILE, RunState, check_foreign, fingerprint, prepare_model_dir, run_state
+from .run_lock import RunLocks, export_dir_lock, model_dir_lock
 from .spark_env import Master, bind_address, expected_nodes, node_threads, spark_conf, start_session, wait_for_executors
 
 
@@ -27,7 +28,8 @@ class TrainResult:
 
 def run_training(cfg: TrainConfig, master_url: str | None = None) -> TrainResult | dict[str, TrainResult]:
     """Trains per cfg on Spark with TFoS; `variant: all` trains every variant and compares them.
-    Raises ConfigError before Spark starts for bad settings."""
+    Raises ConfigError before Spark starts for bad settings, and before anything is deleted for any
+    setting Spark's executors decide (--overwrite deletes last)."""
     cfg = replace(
         cfg,
         data_dir=storage.absolute(cfg.data_dir or sample_data_dir()),
@@ -43,11 +45,19 @@ def run_training(cfg: TrainConfig, master_url: str | None = None) -> TrainResult
     # Storage first: an unreachable endpoint, bad credentials or a missing bucket stop here, in seconds.
     env = prepare_storage(cfg.storage, {"--data-dir": cfg.data_dir},
                           {"--model-dir": cfg.model_dir, "--export-dir": cfg.export_dir})
+    # One run per model dir and export dir (run_lock.py): each run's, every variant's with --variant all.
+    locks = RunLocks([model_dir_lock(run.model_dir) for run in runs]
+                     + [export_dir_lock(run.export_dir) for run in runs])
+    locks.check_free()  # a live run stops this one here, before Spark; the lock itself is taken below
     data = check_data(cfg)
-    states = {run.variant: run_state(run) for run in runs}  # before Spark: a foreign MODEL_DIR stops here
+    if cfg.variant == ALL_VARIANTS and not cfg.overwrite:
+        check_foreign(cfg.model_dir, cfg.export_dir)
+    states = _states(runs)  # reads only: a foreign or unreadable MODEL_DIR stops here
     if all(state.finished for state in states.values()):
-        results = {run.variant: _already_finished(run, states[run.variant]) for run in runs}
-        return _finish(cfg, results)
+        with locks.acquire():  # no Spark, but leftovers may be deleted and the comparison written
+            _report_takeovers(locks)
+            states = _states(runs, finished=True)
+            return _finish(cfg, {run.variant: _already_finished(run, states[run.variant]) for run in runs})
     master, user_conf = spark_conf(master_url)
     nodes = expected_nodes(cfg, master, user_conf)
     if cfg.batch_size % nodes:
@@ -57,31 +67,59 @@ def run_training(cfg: TrainConfig, master_url: str | None = None) -> TrainResult
         )
     address = bind_address(cfg, master)
     preload_tfos()
+    # A local master may start this driver again (loopback.py) inside start_session: the lock is taken
+    # after it, by the driver that trains, and before anything is written.
     spark = start_session("tfos-facecnn-train", master, address, user_conf, env)
     try:
-        sc = spark.sparkContext
-        have = wait_for_executors(sc, nodes)
-        if have < nodes:
-            raise RuntimeError(
-                f"Spark gave {have} executors but {nodes} TF nodes were asked for (one per executor); "
-                "lower --cluster-size or give Spark more executors (--num-executors, spark.cores.max)"
-            )
-        if cfg.input_mode == "spark":
-            epochs_to_feed = min(cfg.epochs - state.epochs_done for state in states.values() if not state.finished)
-            inputs = spark_mode_inputs(sc, cfg, data, nodes, epochs_to_feed)
-        else:
-            inputs = tensorflow_mode_inputs(sc, cfg, data, nodes)
-        try:
-            results = {}
-            for run in runs:
-                if len(runs) > 1:
-                    print(f"=== variant {run.variant} ===", flush=True)
-                results[run.variant] = _train(sc, run, states[run.variant], master, nodes, address, inputs)
-        finally:
-            inputs.release()
-    finally:
+        locks.acquire()
+    except BaseException:
         spark.stop()
-    return _finish(cfg, results)
+        raise
+    with locks:  # released last, once Spark has stopped every TF node of this run
+        try:
+            _report_takeovers(locks)
+            states = _states(runs)  # again under the lock: another run may have ended meanwhile
+            return _finish(cfg, _train_all(spark.sparkContext, cfg, runs, states, data, master, nodes, address))
+        finally:
+            spark.stop()
+
+
+def _states(runs: list[TrainConfig], finished: bool = False) -> dict[str, RunState]:
+    states = {run.variant: run_state(run) for run in runs}
+    if finished and not all(state.finished for state in states.values()):
+        raise RuntimeError(f"another run changed {', '.join(run.model_dir for run in runs)} while this one "
+                           "started; run the command again")
+    return states
+
+
+def _report_takeovers(locks: RunLocks) -> None:
+    for path, holder in locks.taken_over():
+        print(f"took over {path}: the run that held it ({holder.describe()}) is gone", flush=True)
+
+
+def _train_all(sc, cfg: TrainConfig, runs: list[TrainConfig], states: dict[str, RunState], data, master: Master,
+               nodes: int, address: str | None) -> dict[str, TrainResult]:
+    have = wait_for_executors(sc, nodes)
+    if have < nodes:
+        raise RuntimeError(
+            f"Spark gave {have} executors but {nodes} TF nodes were asked for (one per executor); "
+            "lower --cluster-size or give Spark more executors (--num-executors, spark.cores.max)"
+        )
+    if cfg.input_mode == "spark":
+        to_train = [cfg.epochs - state.epochs_done for state in states.values()
+                    if not state.finished and not state.reexport]
+        inputs = spark_mode_inputs(sc, cfg, data, nodes, min(to_train, default=1))
+    else:
+        inputs = tensorflow_mode_inputs(sc, cfg, data, nodes)
+    try:
+        results = {}
+        for run in runs:
+            if len(runs) > 1:
+                print(f"=== variant {run.variant} ===", flush=True)
+            results[run.variant] = _train(sc, run, states[run.variant], master, nodes, address, inputs)
+        return results
+    finally:
+        inputs.release()
 
 
 def _finish(cfg: TrainConfig, results: dict[str, TrainResult]) -> TrainResult | dict[str, TrainResult]:
@@ -97,9 +135,15 @@ def _train(sc, cfg: TrainConfig, state: RunState, master: Master, nodes: int, ad
            inputs: ModeInputs) -> TrainResult:
     if state.finished:
         return _already_finished(cfg, state)
+    for line in prepare_model_dir(cfg, state):  # every check has passed: only now is anything deleted
+        print(line, flush=True)
     if state.message:
         print(state.message, flush=True)
     _log_counts(inputs.summary)
+    if state.reexport:
+        reexport(cfg, state.history, state.stopped_early, inputs.node_args, inputs.summary, nodes,
+                 uuid.uuid4().hex[:12])
+        return _exported(cfg, {}, inputs)
     events = EventServer(address or sc.getConf().get("spark.driver.host"))
     args = {
         **inputs.node_args,
@@ -129,9 +173,13 @@ def _train(sc, cfg: TrainConfig, state: RunState, master: Master, nodes: int, ad
             f"training ended but {cfg.export_dir!r} holds no complete export ({MODEL_FILE} + _SUCCESS); "
             "see the TF node logs in the executor stderr"
         )
-    write_json(storage.join(cfg.model_dir, "nodes.json"), dict(events.state.done))
+    write_json(storage.join(cfg.model_dir, NODES_FILE), dict(events.state.done))
     _warn_short_feeds(events.state.done)
-    result = _result(cfg, dict(events.state.done))  # reads metrics.json once, for the line below too
+    return _exported(cfg, dict(events.state.done), inputs)
+
+
+def _exported(cfg: TrainConfig, records: dict[str, Any], inputs: ModeInputs) -> TrainResult:
+    result = _result(cfg, records)  # reads metrics.json once, for the line below too
     chosen = result.metrics.get("chosen_epoch") or {}
     which = f" (weights of epoch {chosen['epoch']}: {chosen['rule']})" if chosen else ""
     print(f"exported model to {storage.join(cfg.export_dir, MODEL_FILE)}{which}", flush=True)
@@ -157,6 +205,8 @@ def _warn_short_feeds(records: dict[str, dict[str, Any]]) -> None:
 
 
 def _already_finished(cfg: TrainConfig, state: RunState) -> TrainResult:
+    for line in prepare_model_dir(cfg, state):  # the leftovers of interrupted runs only
+        print(line, flush=True)
     print(state.message, flush=True)
     return _result(cfg, {})
 
