@@ -2,7 +2,8 @@
 
 TFoS alone waits up to its feed timeout (10 min) for a dead node, and 3 days for shutdown; here the
 driver hears every node's heartbeat (events.py). A node that reports a failure, or is not heard from
-for `node_timeout`, cancels every Spark job at once and the job fails naming that node.
+for `node_timeout`, cancels every Spark job at once and the job fails naming the node that was lost
+first (blame.py: a dead node reports nothing, its peers' collectives do), then where to resume.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import sys
 import threading
 from typing import Any
 
+from .blame import HEARTBEATS_STOPPED, explain
 from .config import TrainConfig
 from .events import EventServer
+from .node_callbacks import heartbeat_interval
 
 WATCH_INTERVAL_S = 1.0  # how often the driver looks for silent nodes
 
@@ -33,6 +36,8 @@ def print_progress(event: dict[str, Any]) -> None:
     elif kind == "started":
         print(f"TF node {node} started on {event.get('host')} (pid {event.get('pid')}, "
               f"TF server {event.get('tf_address')})", flush=True)
+    elif kind == "failed" and event.get("lost"):
+        print(f"TF node {node} LOST: {event.get('error')}", file=sys.stderr, flush=True)
     elif kind == "failed":
         print(f"TF node {node} FAILED: {event.get('error')}", file=sys.stderr, flush=True)
 
@@ -56,10 +61,10 @@ class Watchdog:
 
     def _run(self) -> None:
         while not self._stop.wait(WATCH_INTERVAL_S):
-            for node, silent in self.events.silent_nodes(self.timeout_s):
-                self.events.record_failure(
-                    node, f"no heartbeat for {silent:.0f} s (node_timeout {self.timeout_s:.0f} s): its TF process "
-                    "died or hangs, or its executor was lost")
+            for node, silent, last_heard in self.events.silent_nodes(self.timeout_s):
+                self.events.record_lost(node, HEARTBEATS_STOPPED,
+                                        [f"no heartbeat for {silent:.0f} s, node_timeout {self.timeout_s:.0f} s"],
+                                        last_heard=last_heard)
             for node, batches, still in self.events.stalled_nodes(self.timeout_s):
                 self.events.record_failure(
                     node, f"no training progress for {still:.0f} s (node_timeout {self.timeout_s:.0f} s) after "
@@ -105,19 +110,13 @@ def run_cluster(sc, cfg: TrainConfig, nodes: int, address: str | None, args: dic
             finished = events.wait_for(lambda s: len(s.done) >= nodes, cfg.finish_timeout)
     except (Exception, SystemExit) as e:  # TFoS calls sys.exit(1) when a node fails
         signal.alarm(0)
-        raise node_failure(events, e) from e
+        raise node_failure(events, e, sc, cfg, TFCluster.tf_status.get("error")) from e
     if not finished:
-        raise node_failure(events, None)
+        raise node_failure(events, None, sc, cfg, TFCluster.tf_status.get("error"))
 
 
-def node_failure(events: EventServer, cause: BaseException | None) -> RuntimeError:
-    failures = events.state.failures
-    if failures:
-        first = failures[0]
-        tail = "\n".join(f"    {line}" for line in first.get("log_tail", [])[-15:])
-        lines = f"\n  last log lines:\n{tail}" if tail else ""
-        return RuntimeError(f"TF node {first['node']} failed: {first['error']}{lines}")
-    missing = sorted(set(events.state.started) - set(events.state.done)) or ["(none started)"]
-    if cause is not None:
-        return RuntimeError(f"the TFoS cluster failed ({type(cause).__name__}: {cause}); nodes not done: {missing}")
-    return RuntimeError(f"TF node(s) {', '.join(missing)} did not finish within finish_timeout; see executor logs")
+def node_failure(events: EventServer, cause: BaseException | None, sc, cfg: TrainConfig,
+                 tfos_error: str | None = None) -> RuntimeError:
+    """The job's error: the lost node first (waiting, bounded, for the evidence), then the survivors'
+    errors, then where the same command resumes."""
+    return explain(events, cause, sc, cfg, heartbeat_interval(cfg.node_timeout), tfos_error)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -75,13 +79,38 @@ def run_training(cfg: TrainConfig, master_url: str | None = None) -> TrainResult
     except BaseException:
         spark.stop()
         raise
-    with locks:  # released last, once Spark has stopped every TF node of this run
+    with locks, _terminate_unwinds():  # released last, once Spark has stopped every TF node of this run
         try:
             _report_takeovers(locks)
             states = _states(runs)  # again under the lock: another run may have ended meanwhile
             return _finish(cfg, _train_all(spark.sparkContext, cfg, runs, states, data, master, nodes, address))
         finally:
             spark.stop()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as the interrupt Ctrl-C raises: no handler on the way treats it as a failure to
+    explain (SystemExit is what TFoS raises for a failed node)."""
+
+
+@contextmanager
+def _terminate_unwinds() -> Iterator[None]:
+    """SIGTERM (yarn application -kill, a pod's deletion, kill PID) ends the driver as Ctrl-C does: through
+    the finally blocks, so Spark stops and the locks are released. Only where SIGTERM still kills outright
+    (its default) and on the main thread, the one Python delivers signals to."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def unwind(signum: int, _frame: object) -> None:
+        raise Terminated(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, unwind)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _states(runs: list[TrainConfig], finished: bool = False) -> dict[str, RunState]:

@@ -7,6 +7,7 @@ One JSON object per line, one connection per event; a random token keeps strange
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import secrets
@@ -15,7 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -167,12 +168,29 @@ class EventServer:
         """A failure the driver itself found (a node that went silent), reported like a node's own."""
         self._record({"kind": "failed", "node": node, "error": error, "log_tail": []})
 
-    def silent_nodes(self, timeout_s: float) -> list[tuple[str, float]]:
-        """Started nodes, neither done nor failed, not heard from for longer than timeout_s."""
+    def record_lost(self, node: str, cause: str, evidence: list[str], last_heard: float) -> None:
+        """A node the driver found gone (blame.py): a failure that says what happened, with the evidence
+        and when the node was last heard from (monotonic; recording this event resets last_seen)."""
+        self._record({"kind": "failed", "node": node, "error": f"{cause} ({'; '.join(evidence)})", "log_tail": [],
+                      "lost": cause, "evidence": list(evidence), "last_heard": last_heard})
+
+    def snapshot(self) -> NodeEvents:
+        """A copy of what the driver has heard so far, taken under the lock."""
+        with self.changed:
+            return NodeEvents(**{f.name: copy.copy(getattr(self.state, f.name)) for f in fields(NodeEvents)})
+
+    def wait_for_event(self, timeout_s: float) -> None:
+        """Returns when the next node event is recorded, or after timeout_s."""
+        with self.changed:
+            self.changed.wait(timeout_s)
+
+    def silent_nodes(self, timeout_s: float) -> list[tuple[str, float, float]]:
+        """Started nodes, neither done nor failed, not heard from for longer than timeout_s:
+        (node, seconds silent, when last heard on the monotonic clock)."""
         now = time.monotonic()
         with self.changed:
             failed = {str(f.get("node")) for f in self.state.failures}
-            return [(node, now - self.state.last_seen[node]) for node in self.state.started
+            return [(node, now - self.state.last_seen[node], self.state.last_seen[node]) for node in self.state.started
                     if node not in self.state.done and node not in failed
                     and now - self.state.last_seen[node] > timeout_s]
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import storage
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 SUCCESS_MARKER = "_SUCCESS"  # written last into a finished export, as Hadoop output committers do
 MODEL_FILE = "model.keras"
@@ -45,7 +48,7 @@ FINAL_DIR = "final"  # in MODEL_DIR
 TRAINING_MODEL_FILE = "training_model.keras"
 
 
-def export_files(folder: str, exported, cfg, rows: list[dict[str, Any]], chosen: dict[str, Any],
+def export_files(folder: str, exported: Any, cfg: TrainConfig, rows: list[dict[str, Any]], chosen: dict[str, Any],
                  test: tuple[list[str], list[int], Any], data_summary: dict[str, Any],
                  cluster: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """Writes an export's files into a local folder (model.keras, history, metrics, test predictions,
@@ -84,7 +87,7 @@ def chosen_epoch(rows: list[dict[str, Any]], epoch: int, keep_best: bool, stoppe
             **{k: row[k] for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in row}}
 
 
-def reexport(cfg, rows: list[dict[str, Any]], stopped_early: bool, node_args: dict[str, Any],
+def reexport(cfg: TrainConfig, rows: list[dict[str, Any]], stopped_early: bool, node_args: dict[str, Any],
              data_summary: dict[str, Any], num_workers: int, run_id: str) -> None:
     """On the driver: the export a chief crashed in, done again from the weights it had saved in
     MODEL_DIR/final (the weights of the chosen epoch, restored when training ended), instead of training
@@ -111,8 +114,10 @@ def reexport(cfg, rows: list[dict[str, Any]], stopped_early: bool, node_args: di
         staging.cleanup()
 
 
-def _trained_model(cfg):
+def _trained_model(cfg: TrainConfig) -> Any:
     """The training graph (uncompiled: the optimizer state is not needed) with final/'s weights."""
+    import os
+    import tempfile
     import zipfile
 
     from .config import ConfigError
@@ -122,7 +127,11 @@ def _trained_model(cfg):
     model = build_model(cfg.variant, cfg.image_size, cfg.augment, learning_rate=cfg.learning_rate,
                         l1_factor=cfg.l1_factor, l2_factor=cfg.l2_factor, dropout_rate=cfg.dropout_rate,
                         seed=cfg.seed, compile_model=False)
-    with storage.local_copy(path) as local:
+    with tempfile.TemporaryDirectory(prefix="facecnn-final-") as scratch:
+        local = storage.local_path(path)
+        if not storage.is_local(path):  # Keras knows the format by the name: keep `.keras`
+            local = os.path.join(scratch, TRAINING_MODEL_FILE)
+            storage.download_file(path, local)
         try:
             model.load_weights(local)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:  # truncated, or of another shape
@@ -131,7 +140,7 @@ def _trained_model(cfg):
     return model
 
 
-def _epoch_of(cfg, model, rows: list[dict[str, Any]]) -> int:
+def _epoch_of(cfg: TrainConfig, model: Any, rows: list[dict[str, Any]]) -> int:
     """The epoch whose weights final/ holds: with keep_best_epoch, the one kept in MODEL_DIR/best when
     the weights are those (best_epoch.py saves each new best there); else the last epoch run."""
     import numpy as np
@@ -150,7 +159,7 @@ def _epoch_of(cfg, model, rows: list[dict[str, Any]]) -> int:
     return epoch if same else last
 
 
-def _test_predictions(cfg, node_args: dict[str, Any], model) -> tuple[list[str], list[int], Any]:
+def _test_predictions(cfg: TrainConfig, node_args: dict[str, Any], model: Any) -> tuple[list[str], list[int], Any]:
     """(names, labels, P(face)) of the test split, as the chief computes them (node_inputs.py)."""
     from .pipeline import predict_arrays, predict_files
 

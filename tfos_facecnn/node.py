@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import re
 import socket
 import tempfile
 import traceback
@@ -45,7 +46,8 @@ def main_fun(args: dict[str, Any], ctx) -> None:
     heartbeat = Heartbeat(reporter, args["node_timeout"], status)
     try:
         reporter.send("started", host=socket.gethostname(), pid=os.getpid(), executor_id=ctx.executor_id,
-                      tf_address=ctx.cluster_spec[ctx.job_name][ctx.task_index])
+                      tf_address=ctx.cluster_spec[ctx.job_name][ctx.task_index],
+                      spark_executor=spark_executor_id(), log_url=os.environ.get("SPARK_LOG_URL_STDERR"))
         heartbeat.start()
         record = _train_node(args, ctx, reporter, status)
         reporter.send("done", **record)
@@ -61,6 +63,33 @@ def main_fun(args: dict[str, Any], ctx) -> None:
     finally:
         heartbeat.stop()
         root.removeHandler(tail)
+
+
+def spark_executor_id() -> str | None:
+    """The id of the Spark executor running this node, for the driver to match Spark's executor losses
+    to TF nodes: from the executor's log URL (standalone), SPARK_EXECUTOR_ID (Kubernetes), or the
+    executor JVM's `--executor-id` a few processes up (YARN and standalone on Linux)."""
+    found = re.search(r"[?&]executorId=([^&]+)", os.environ.get("SPARK_LOG_URL_STDERR", ""))
+    if found:
+        return found.group(1)
+    if os.environ.get("SPARK_EXECUTOR_ID"):
+        return os.environ["SPARK_EXECUTOR_ID"]
+    pid = os.getppid()
+    for _ in range(4):  # TF process (SPARK mode) -> Python worker -> pyspark.daemon -> executor JVM
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            with open(f"/proc/{pid}/stat") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError) as e:
+            logger.info("no Spark executor id for this node (%s)", e)
+            return None
+        if b"--executor-id" in argv[:-1]:
+            return argv[argv.index(b"--executor-id") + 1].decode(errors="replace")
+        if parent <= 1:
+            return None
+        pid = parent
+    return None
 
 
 def _configure_tf(threads: int):
@@ -116,6 +145,7 @@ def _fit_and_export(args: dict[str, Any], cfg, ctx, reporter: EventClient, statu
     is_chief = ctx.job_name == "chief"
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=cfg.collective_timeout)
     strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    status["phase"] = "ready"  # this node's TF server listens now: the driver may probe it (blame.py)
     per_replica = cfg.batch_size // strategy.num_replicas_in_sync
     logger.info("node %s:%d of %d workers, per-replica batch %d",
                 ctx.job_name, ctx.task_index, num_workers, per_replica)
@@ -170,6 +200,7 @@ def _fit_and_export(args: dict[str, Any], cfg, ctx, reporter: EventClient, statu
                             else tempfile.mkdtemp(prefix="facecnn-"), "final")
         try:
             os.makedirs(final.local, exist_ok=True)
+            inject_fault(node, "save")
             model.save(os.path.join(final.local, "training_model.keras"))
             if is_chief:
                 final.push()

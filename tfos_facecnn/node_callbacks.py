@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from typing import Any
@@ -11,8 +12,15 @@ from typing import Any
 from .events import EventClient
 
 logger = logging.getLogger("tfos_facecnn.node")
-FAULT_ENV = "TFOS_FACECNN_FAULT"  # tests only: "NODE@epoch=K" or "NODE@export" raises there; "NODE@starve"
+# tests only: "NODE@epoch=K" or "NODE@export" raises there, "NODE@save:kill" kills the process; "NODE@starve"
+FAULT_ENV = "TFOS_FACECNN_FAULT"
 PROGRESS_FILE = "progress.json"  # in MODEL_DIR: epochs done, their history, the run's fingerprint
+MAX_HEARTBEAT_S = 5.0  # a lost node's silence shows within a few of these (blame.py), whatever node_timeout is
+
+
+def heartbeat_interval(timeout_s: float) -> float:
+    """Seconds between a node's heartbeats for this node_timeout: a tenth of it, 1 to MAX_HEARTBEAT_S."""
+    return min(max(1.0, timeout_s / 10), MAX_HEARTBEAT_S)
 
 
 class Heartbeat:
@@ -23,7 +31,7 @@ class Heartbeat:
         self.reporter = reporter
         self.status = status  # the node's batch count and phase, updated by the training callback
         self.timeout_s = timeout_s
-        self.interval_s = max(1.0, timeout_s / 10)
+        self.interval_s = heartbeat_interval(timeout_s)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tfos-facecnn-heartbeat", daemon=True)
 
@@ -46,10 +54,14 @@ class Heartbeat:
 
 
 def inject_fault(node: str, stage: str) -> None:
-    """Raises where the test-only environment variable says ('chief:0@epoch=2', 'chief:0@export')."""
+    """Raises where the test-only environment variable says ('chief:0@epoch=2', 'chief:0@export'), or
+    kills this process there without a word, like the OOM killer ('chief:0@save:kill')."""
     wanted = os.environ.get(FAULT_ENV, "")
     if wanted and wanted == f"{node}@{stage}":
         raise RuntimeError(f"fault injected at {stage} by {FAULT_ENV} (tests only)")
+    if wanted and wanted == f"{node}@{stage}:kill":
+        logger.error("killing this TF node's process at %s (%s, tests only)", stage, FAULT_ENV)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def starving(node: str) -> bool:

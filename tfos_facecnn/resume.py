@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import storage
+from .best_epoch import BEST_WEIGHTS_FILE
 from .config import VARIANTS, ConfigError, TrainConfig
 from .export import FINAL_DIR, TRAINING_MODEL_FILE, is_complete, read_json
 from .node_callbacks import PROGRESS_FILE
@@ -108,10 +109,12 @@ def _read_progress(path: str) -> dict[str, Any] | None:
     return progress
 
 
-def _check_archive(path: str) -> None:
-    """A .keras file is a zip: one cut short by a crash fails here, before Spark starts."""
+def _check_archive(path: str, fix: str) -> None:
+    """.keras and .npz files are zips: one cut short by a crash is named here, before Spark starts."""
     import zipfile
 
+    if not storage.exists(path):
+        return
     with storage.local_copy(path) as local:
         try:
             with zipfile.ZipFile(local) as archive:
@@ -119,8 +122,7 @@ def _check_archive(path: str) -> None:
         except zipfile.BadZipFile as e:
             bad = str(e)
     if bad is not None:
-        raise ConfigError(f"{path} is corrupt ({bad}); pass --overwrite to train afresh, or delete {path} to "
-                          "train this run again")
+        raise ConfigError(f"{path} is corrupt ({bad}); pass --overwrite to train afresh, or delete {path} {fix}")
 
 
 def run_state(cfg: TrainConfig) -> RunState:
@@ -162,14 +164,17 @@ def run_state(cfg: TrainConfig) -> RunState:
         return RunState(done, history, finished=True, stopped_early=stopped,
                         message=f"{cfg.export_dir} already holds this run's model ({done} epochs{note}); "
                         "pass --overwrite to train again")
+    best = storage.join(model_dir, BEST_DIR, BEST_WEIGHTS_FILE)
     if trained and storage.exists(final):
-        _check_archive(final)
+        _check_archive(final, "to train this run again")
+        _check_archive(best, "(metrics.json then names the last epoch as the chosen one)")
         return RunState(done, history[:done], reexport=True, stopped_early=stopped,
                         message=f"training finished ({done} epochs) but its export did not: exporting the "
                         f"trained weights in {final}")
     backup = storage.join(model_dir, BACKUP_DIR)
     if done >= cfg.epochs or not storage.exists(backup) or not storage.listdir(backup):
         return RunState(clear=True, message=f"no training state to resume in {model_dir}: starting at epoch 1")
+    _check_archive(best, "(the best epoch is then sought among the epochs still to run)")
     return RunState(done, history[:done], message=f"resuming at epoch {done + 1} of {cfg.epochs} from {backup}")
 
 
@@ -179,13 +184,14 @@ def stale_outputs(cfg: TrainConfig) -> list[str]:
     this run holds the locks of its model and export dirs (run_lock): no other run writes them then."""
     export = cfg.export_dir.rstrip("/")
     found = storage.glob(f"{export}.staging-*") + storage.glob(storage.join(cfg.export_dir, "report.staging-*"))
+    # Prepared shards are a cache, made again when missing: their leftovers always go.
     found += storage.glob(storage.join(cfg.model_dir, "prepared-*px.staging-*"))
+    found += storage.glob(storage.join(cfg.model_dir, "prepared-*px.old-*"))
     # Not the locks' own temporary files: a concurrent run, about to be refused, may be writing one.
     for name in (PROGRESS_FILE, NODES_FILE):
         found += storage.glob(storage.join(cfg.model_dir, f"{name}.tmp-*"))
     if is_complete(cfg.export_dir):  # else the .old- folder may hold the only copy of the last export
         found += storage.glob(f"{export}.old-*")
-        found += storage.glob(storage.join(cfg.model_dir, "prepared-*px.old-*"))
     return sorted(found)
 
 
@@ -193,14 +199,11 @@ def _delete(path: str) -> None:
     storage.remove_tree(path) if storage.isdir(path) else storage.remove_file(path)
 
 
-def clear_state(cfg: TrainConfig) -> list[str]:
-    removed = []
+def clear_state(cfg: TrainConfig) -> None:
     for name in STATE_NAMES:
         path = storage.join(cfg.model_dir, name)
         if storage.exists(path):
             _delete(path)
-            removed.append(name)
-    return removed
 
 
 def prepare_model_dir(cfg: TrainConfig, state: RunState) -> list[str]:

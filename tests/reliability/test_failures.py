@@ -75,6 +75,13 @@ def pids_by_node(job: Job) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in (STARTED.search(line) for line in job.lines) if m}
 
 
+def error_block(output: str) -> str:
+    """The job's error, from its 'error:' line to the resume hint that ends it (Spark's log lines may follow)."""
+    found = re.search(r"^error: .*?run the same command[^\n]*", output, re.S | re.M)
+    assert found, output[-3000:]
+    return found.group(0)
+
+
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("mode", ["spark", "tensorflow"])
 def test_killed_worker_fails_fast_then_the_run_resumes(mode: str, tmp_path: Path):
@@ -88,11 +95,15 @@ def test_killed_worker_fails_fast_then_the_run_resumes(mode: str, tmp_path: Path
     code = job.wait(NODE_TIMEOUT + 180)
     elapsed = time.monotonic() - killed_at
     assert code != 0, job.output[-3000:]
-    assert "error: TF node worker:0 failed" in job.output or "error: TF node chief:0 failed" in job.output
+    # The killed node is named, not the survivor whose collective its death aborted.
+    error = error_block(job.output)
+    assert re.match(r"error: TF node worker:0 on \S+ was lost: its TF process exited \(", error), error
+    assert "chief:0 was lost" not in error
     assert elapsed < NODE_TIMEOUT + 120, f"took {elapsed:.0f} s to fail"
     assert not is_complete(str(tmp_path / "export"))
     done = json.loads((tmp_path / "model" / "progress.json").read_text())["epochs_done"]
     assert 3 <= done < 12
+    assert error.endswith(f"run the same command to resume from epoch {done + 1} of 12"), error
 
     again = run_train_job("local-cluster[2,1,1024]", *args, timeout=600)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
@@ -117,6 +128,8 @@ def test_an_exception_in_the_chief_fails_the_job(tmp_path: Path):
     assert result.returncode != 0, output[-3000:]
     assert "error: TF node chief:0 failed: RuntimeError: fault injected at epoch=2" in output
     assert not is_complete(str(tmp_path / "export"))
+    done = json.loads((tmp_path / "model" / "progress.json").read_text())["epochs_done"]
+    assert error_block(output).endswith(f"run the same command to resume from epoch {done + 1} of 12")
 
 
 @pytest.mark.timeout(600)

@@ -55,7 +55,7 @@ def test_silent_and_stalled_nodes_are_found():
         sent = time.monotonic()
         stuck.send("heartbeat", batches=7, phase="train")
         assert server.wait_for(lambda s: s.last_seen["chief:0"] >= sent, timeout_s=10)
-        assert [node for node, _ in server.silent_nodes(0.3)] == ["worker:0"]
+        assert [node for node, _, _ in server.silent_nodes(0.3)] == ["worker:0"]
         assert [(node, batches) for node, batches, _ in server.stalled_nodes(0.3)] == [("chief:0", 7)]
         stuck.send("heartbeat", batches=8, phase="train")
         assert server.wait_for(lambda s: s.progress["chief:0"][0] == 8, timeout_s=10)

@@ -116,7 +116,7 @@ def test_tfos_logs_print_no_authkey(caplog):
     assert sum(type(f).__name__ == "RedactAuthkeys" for f in logger.filters) == 1
     node = {"executor_id": 0, "authkey": b"x\xdb'\"\\q", "port": 43655}
     with caplog.at_level(logging.INFO, logger="tensorflowonspark.TFSparkNode"):
-        logger.info("TFSparkNode.reserve: {0}".format(node))
+        logger.info("TFSparkNode.reserve: {0}".format(node))  # noqa: UP030, UP032 (TFoS's own call, as it logs)
         logger.info("node: %s", {"authkey": b"abc"})
     assert "TFSparkNode.reserve: {'executor_id': 0, 'authkey': <redacted>, 'port': 43655}" in caplog.text
     assert "node: {'authkey': <redacted>}" in caplog.text

@@ -1,0 +1,255 @@
+"""Where a run stands in its model dir (resume.py): checks that only read, deletions only when asked, and
+the re-export of a run whose export crashed (export.reexport)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import SAMPLE
+from tfos_facecnn.config import ConfigError, TrainConfig
+from tfos_facecnn.export import SUCCESS_MARKER, is_complete
+from tfos_facecnn.resume import RunState, fingerprint, prepare_model_dir, run_state
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def config(tmp_path: Path, **changes) -> TrainConfig:
+    return replace(TrainConfig(model_dir=str(tmp_path / "model"), export_dir=str(tmp_path / "export"), epochs=3,
+                               image_size=48, batch_size=8), **changes)
+
+
+def write_progress(cfg: TrainConfig, done: int, **extra) -> Path:
+    model = Path(cfg.model_dir)
+    model.mkdir(parents=True, exist_ok=True)
+    rows = [{"epoch": e, "loss": 1.0 / e, "val_loss": 1.0 + abs(e - 2), "accuracy": 0.5, "val_accuracy": 0.5}
+            for e in range(1, done + 1)]
+    path = model / "progress.json"
+    path.write_text(json.dumps({"epochs": cfg.epochs, "epochs_done": done, "fingerprint": fingerprint(cfg),
+                                "history": rows, **extra}))
+    return path
+
+
+def write_final(cfg: TrainConfig, content: bytes | None = None) -> Path:
+    final = Path(cfg.model_dir) / "final" / "training_model.keras"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if content is None:
+        with zipfile.ZipFile(final, "w") as archive:
+            archive.writestr("config.json", "{}")
+    else:
+        final.write_bytes(content)
+    return final
+
+
+def test_overwrite_is_only_a_decision_nothing_is_deleted_by_the_check(tmp_path: Path):
+    cfg = config(tmp_path, overwrite=True)
+    write_progress(cfg, 2)
+    (Path(cfg.model_dir) / "backup" / "chief").mkdir(parents=True)
+    state = run_state(cfg)
+    assert state.clear and "--overwrite: deleted the earlier run's backup, progress.json" in state.message
+    assert (Path(cfg.model_dir) / "backup" / "chief").is_dir() and (Path(cfg.model_dir) / "progress.json").exists()
+    prepare_model_dir(cfg, state)  # what the driver calls once every check has passed
+    assert sorted(p.name for p in Path(cfg.model_dir).iterdir()) == []
+
+
+@pytest.mark.parametrize("content", ["", "{", "[]", '{"epochs_done": "two", "history": [], "fingerprint": {}}'])
+def test_a_corrupt_progress_file_is_named_with_the_fix(tmp_path: Path, content: str):
+    cfg = config(tmp_path)
+    path = Path(cfg.model_dir) / "progress.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=rf"^{path} is corrupt \(.*\); pass --overwrite to start afresh, or delete "
+                       rf"{path}$"):
+        run_state(cfg)
+    assert run_state(replace(cfg, overwrite=True)).clear
+
+
+def test_a_crash_before_the_first_epoch_says_so(tmp_path: Path):
+    cfg = config(tmp_path)
+    assert run_state(cfg) == RunState()  # nothing there: a plain fresh start
+    (Path(cfg.model_dir) / "tensorboard" / "train").mkdir(parents=True)
+    (Path(cfg.model_dir) / "backup").mkdir()
+    state = run_state(cfg)
+    assert state.clear and state.message.startswith("no finished epoch yet: starting at epoch 1")
+
+
+def test_foreign_files_are_refused_unless_overwrite(tmp_path: Path):
+    cfg = config(tmp_path)
+    model = Path(cfg.model_dir)
+    model.mkdir()
+    for name in (".nfs0001", "run.lock", "prepared-48px", "prepared-48px.staging-ab12", "progress.json.tmp-1f2e3d4c",
+                 "tensorboard", "base"):
+        (model / name).mkdir()
+    assert run_state(cfg).message.startswith("no finished epoch yet")  # all of those are a run's own
+    (model / "thesis.tex").write_text("mine")
+    with pytest.raises(ConfigError, match=r"holds files that no training run wrote \(thesis.tex\); choose an empty"):
+        run_state(cfg)
+    assert run_state(replace(cfg, overwrite=True)).clear
+    assert (model / "thesis.tex").read_text() == "mine"  # and --overwrite never deletes them
+
+
+def test_an_export_dir_inside_the_model_dir_is_not_foreign(tmp_path: Path):
+    cfg = config(tmp_path, export_dir=str(tmp_path / "model" / "export"))
+    for name in ("export", "export.staging-0123abcd", "export.old-0123abcd"):
+        (tmp_path / "model" / name).mkdir(parents=True)
+    (tmp_path / "model" / "export.lock").write_text("{}")
+    assert run_state(cfg) == RunState()
+
+
+def test_a_model_without_progress_is_another_runs(tmp_path: Path):
+    cfg = config(tmp_path)
+    write_final(cfg)
+    with pytest.raises(ConfigError, match=r"holds .*training_model.keras but no progress.json: a model of another run"):
+        run_state(cfg)
+
+
+def test_a_crash_during_the_export_re_exports_the_trained_weights(tmp_path: Path):
+    cfg = config(tmp_path)
+    write_progress(cfg, 3)
+    final = write_final(cfg)
+    state = run_state(cfg)
+    assert state.reexport and not state.clear and state.epochs_done == 3 and len(state.history) == 3
+    assert f"exporting the trained weights in {final}" in state.message
+    prepare_model_dir(cfg, state)
+    assert final.exists()  # kept: it is what the export is made from
+    final.write_bytes(final.read_bytes()[:20])  # cut short
+    with pytest.raises(ConfigError, match=rf"{final} is corrupt .*pass --overwrite to train afresh, or delete {final}"):
+        run_state(cfg)
+
+
+def test_a_resumed_run_never_keeps_an_older_final_model(tmp_path: Path):
+    cfg = config(tmp_path)
+    write_progress(cfg, 1)
+    (Path(cfg.model_dir) / "backup" / "chief").mkdir(parents=True)
+    final = write_final(cfg)
+    state = run_state(cfg)
+    assert state.message.startswith("resuming at epoch 2 of 3")
+    prepare_model_dir(cfg, state)
+    assert not final.parent.exists() and (Path(cfg.model_dir) / "backup" / "chief").is_dir()
+
+
+def test_leftovers_of_interrupted_runs_are_cleaned_at_the_next_run(tmp_path: Path):
+    cfg = config(tmp_path)
+    write_progress(cfg, 1)
+    (Path(cfg.model_dir) / "backup").mkdir()
+    (Path(cfg.model_dir) / "backup" / "checkpoint").write_text("x")
+    leftovers = [tmp_path / "export.staging-0123abcd", Path(cfg.model_dir) / "prepared-48px.staging-99",
+                 Path(cfg.model_dir) / "progress.json.tmp-1f2e3d4c"]
+    for path in leftovers[:2]:
+        (path / "sub").mkdir(parents=True)
+    leftovers[2].write_text("{")
+    kept = tmp_path / "export.old-0123abcd"  # the export is not complete: this may be the last good one
+    kept.mkdir()
+    lines = prepare_model_dir(cfg, run_state(cfg))
+    assert lines and lines[0].startswith("removed 3 leftover(s) of an interrupted run")
+    assert not any(path.exists() for path in leftovers) and kept.exists()
+    assert (Path(cfg.model_dir) / "backup" / "checkpoint").exists()
+
+
+def test_a_finished_run_stays_finished(tmp_path: Path):
+    cfg = config(tmp_path)
+    write_progress(cfg, 3)
+    write_final(cfg)
+    export = Path(cfg.export_dir)
+    export.mkdir()
+    (export / "model.keras").write_text("m")
+    (export / SUCCESS_MARKER).write_text("{}")
+    state = run_state(cfg)
+    assert state.finished and "already holds this run's model (3 epochs)" in state.message
+    other = replace(cfg, seed=7)
+    with pytest.raises(ConfigError, match=r"holds a run with other settings \(seed: 42 -> 7\)"):
+        run_state(other)
+
+
+@pytest.mark.timeout(300)
+def test_reexport_writes_the_export_the_chief_did_not_finish(tmp_path: Path):
+    from tfos_facecnn.best_epoch import save_weights
+    from tfos_facecnn.export import reexport
+    from tfos_facecnn.model import build_from_config
+
+    cfg = config(tmp_path)
+    write_progress(cfg, 3)
+    model = build_from_config(cfg, training=True)
+    final = write_final(cfg)
+    model.save(str(final))
+    # best/ keeps epoch 2's weights, which are the ones final/ holds: epoch 2 is the chosen one
+    save_weights(str(Path(cfg.model_dir) / "best" / "weights.npz"), model.get_weights(), 2)
+    state = run_state(cfg)
+    tests = [(str(SAMPLE / "faces" / "0.jpg"), 1), (str(SAMPLE / "comics" / "0.jpg"), 0)]
+    summary = {"counts": {"test": {"total": 2}}, "skipped": []}
+    reexport(cfg, state.history, False, {"test": tests}, summary, 1, "r1")
+    export = Path(cfg.export_dir)
+    assert is_complete(str(export)) and not list(tmp_path.glob("export.staging-*"))
+    metrics = json.loads((export / "metrics.json").read_text())
+    assert metrics["chosen_epoch"]["epoch"] == 2 and metrics["chosen_epoch"]["rule"] == "lowest val_loss"
+    assert metrics["test"]["count"] == 2 and metrics["reexported_from"] == str(final)
+    assert [row["epoch"] for row in json.loads((export / "history.json").read_text())] == [1, 2, 3]
+    assert len(json.loads((export / "test_predictions.json").read_text())) == 2
+
+    from tfos_facecnn.kerasenv import legacy_keras
+
+    loaded = legacy_keras().models.load_model(export / "model.keras")
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.get_weights(), model.get_weights(), strict=True))
+    assert run_state(cfg).finished
+
+
+@pytest.mark.timeout(300)
+def test_on_s3_leftovers_are_cleaned_and_the_export_is_redone(s3, tmp_path: Path):
+    from tfos_facecnn import storage
+    from tfos_facecnn.export import reexport
+    from tfos_facecnn.model import build_from_config
+
+    cfg = config(tmp_path, model_dir=f"{s3.url}/model", export_dir=f"{s3.url}/export")
+    local = config(tmp_path)
+    write_progress(local, 3)
+    model = build_from_config(cfg, training=True)
+    model.save(str(write_final(local)))
+    s3.upload_tree(Path(local.model_dir), "model")
+    storage.write_bytes_atomic(f"{s3.url}/export.staging-0123abcd/model.keras", b"half")
+    state = run_state(cfg)
+    assert state.reexport
+    assert prepare_model_dir(cfg, state)[0].startswith("removed 1 leftover(s)")
+    assert not s3.keys("export.staging-0123abcd")
+    tests = [(str(SAMPLE / "faces" / "1.jpg"), 1)]
+    reexport(cfg, state.history, False, {"test": tests}, {"counts": {}, "skipped": []}, 1, "r2")
+    assert is_complete(cfg.export_dir) and not any(key.startswith("export.staging-") for key in s3.keys())
+    metrics = json.loads(storage.read_bytes(f"{cfg.export_dir}/metrics.json"))
+    assert metrics["chosen_epoch"]["epoch"] == 3  # no best/ weights: the last epoch's
+
+
+def test_a_corrupt_best_epoch_file_is_named_before_a_resume(tmp_path: Path):
+    cfg = config(tmp_path)
+    write_progress(cfg, 1)
+    (Path(cfg.model_dir) / "backup" / "chief").mkdir(parents=True)
+    best = Path(cfg.model_dir) / "best" / "weights.npz"
+    best.parent.mkdir()
+    best.write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(ConfigError, match=rf"^{best} is corrupt .*pass --overwrite to train afresh, or delete {best}"):
+        run_state(cfg)
+    best.unlink()
+    assert run_state(cfg).message.startswith("resuming at epoch 2")
+
+
+def test_in_tensorflow_mode_the_re_export_scores_the_test_shards(tmp_path: Path):
+    import tensorflow as tf
+
+    from tfos_facecnn.data.tfrecords import serialize_example
+    from tfos_facecnn.export import _test_predictions
+    from tfos_facecnn.model import build_from_config
+
+    cfg = config(tmp_path, input_mode="tensorflow")
+    shard = tmp_path / "prepared" / "test" / "part-0.tfrecord"
+    shard.parent.mkdir(parents=True)
+    pixels = np.zeros((48, 48, 3), dtype=np.uint8)
+    with tf.io.TFRecordWriter(str(shard)) as writer:
+        writer.write(serialize_example(pixels, 1, "faces/a.jpg", "raw"))
+        writer.write(serialize_example(pixels + 255, 0, "comics/a.jpg", "raw"))
+    args = {"prepared_dir": str(tmp_path / "prepared"), "record_format": "raw",
+            "shards": {"test": [{"file": "test/part-0.tfrecord", "records": 2}]}}
+    names, labels, probabilities = _test_predictions(cfg, args, build_from_config(cfg, training=False))
+    assert names == ["faces/a.jpg", "comics/a.jpg"] and labels == [1, 0] and len(probabilities) == 2
