@@ -8,12 +8,12 @@ import os
 import re
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.background_job import BackgroundJob
 from tests.conftest import REPO, job_command, run_train_job, spark_env
 from tfos_facecnn.export import is_complete
 
@@ -29,46 +29,9 @@ def config(tmp_path: Path) -> str:
     return str(path)
 
 
-class Job:
-    """spark-submit in the background, its output collected line by line as it comes."""
-
-    def __init__(self, *args: str, env_extra: dict[str, str] | None = None) -> None:
-        env = {**spark_env(), **(env_extra or {})}
-        self.process = subprocess.Popen(job_command("train.py", "local-cluster[2,1,1024]", *args), env=env, cwd=REPO,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: list[str] = []
-        self.changed = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            with self.changed:
-                self.lines.append(line.rstrip("\n"))
-                self.changed.notify_all()
-
-    def wait_for_line(self, pattern: str, timeout_s: float) -> re.Match:
-        deadline = time.monotonic() + timeout_s
-        with self.changed:
-            while True:
-                for line in self.lines:
-                    match = re.search(pattern, line)
-                    if match:
-                        return match
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self.process.poll() is not None:
-                    raise AssertionError(f"no line like {pattern!r}:\n" + "\n".join(self.lines[-40:]))
-                self.changed.wait(min(remaining, 1.0))
-
-    def wait(self, timeout_s: float) -> int:
-        try:
-            return self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
+def Job(*args: str, env_extra: dict[str, str] | None = None) -> BackgroundJob:
+    """The job on two TF nodes, in the background."""
+    return BackgroundJob(*args, master="local-cluster[2,1,1024]", env_extra=env_extra)
 
 
 def pids_by_node(job: Job) -> dict[str, int]:

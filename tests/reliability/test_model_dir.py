@@ -10,67 +10,18 @@ import os
 import re
 import signal
 import subprocess
-import threading
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
+from tests.background_job import BackgroundJob
 from tests.conftest import REPO, job_command, run_train_job, spark_env
 from tests.spark.checks import EPOCH_LINE, SMALL_RUN, check_export
 from tfos_facecnn.export import is_complete
 
 pytestmark = pytest.mark.spark
 STARTED = re.compile(r"TF node chief:0 started on \S+ \(pid (\d+),")
-
-
-class Job:
-    """spark-submit in its own session (so that Ctrl-C can go to its whole process group, as a terminal's
-    does), its output collected line by line."""
-
-    def __init__(self, *args: str) -> None:
-        self.process = subprocess.Popen(job_command("train.py", "local[*]", *args), env=spark_env(), cwd=REPO,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        start_new_session=True)
-        self.lines: list[str] = []
-        self.changed = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            with self.changed:
-                self.lines.append(line.rstrip("\n"))
-                self.changed.notify_all()
-
-    def wait_until(self, condition, timeout_s: float, what: str):
-        """Polls `condition()` (a real one: a line, a file) whenever output arrives or every 0.1 s."""
-        deadline = time.monotonic() + timeout_s
-        with self.changed:
-            while True:
-                found = condition()
-                if found:
-                    return found
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise AssertionError(f"never saw {what}:\n" + "\n".join(self.lines[-40:]))
-                self.changed.wait(0.1)
-
-    def line(self, pattern: str) -> re.Match | None:
-        return next((m for m in (re.search(pattern, line) for line in self.lines) if m), None)
-
-    def interrupt(self) -> None:
-        os.killpg(self.process.pid, signal.SIGINT)
-
-    def wait(self, timeout_s: float) -> int:
-        try:
-            return self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            raise
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
 
 
 def dirs(tmp_path: Path) -> list[str]:
@@ -88,7 +39,7 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
 def test_a_second_run_on_a_model_dir_is_refused_while_the_first_lives(tmp_path: Path):
     args = ["--input-mode", "spark", "--epochs", "5000", "--image-size", "48", "--batch-size", "8", "--no-report",
             *dirs(tmp_path)]
-    first = Job(*args)
+    first = BackgroundJob(*args)
     lock = tmp_path / "model" / "run.lock"
     try:
         first.wait_until(lambda: first.line(r"^epoch 1/5000 "), 300, "the first run's epoch 1")
@@ -134,7 +85,7 @@ def test_a_crash_before_the_first_epoch_restarts_saying_so(tmp_path: Path):
     fast = tmp_path / "fast-failure.yaml"
     fast.write_text("node_timeout: 20\n")  # the watchdog's bound on noticing the killed node
     args = ["--input-mode", "spark", *SMALL_RUN, "--no-report", "--config", str(fast), *dirs(tmp_path)]
-    job = Job(*args)
+    job = BackgroundJob(*args)
     try:
         pid = int(job.wait_until(lambda: job.line(STARTED.pattern), 300, "the TF node's start").group(1))
         job.wait_until(lambda: (tmp_path / "model" / "tensorboard").exists(), 120, "training begin")
