@@ -17,7 +17,9 @@ from typing import Any
 from .blame import HEARTBEATS_STOPPED, explain
 from .config import TrainConfig
 from .events import EventServer
+from .modes.base import NodePlan
 from .node_callbacks import heartbeat_interval
+from .spark_env import Cluster
 
 WATCH_INTERVAL_S = 1.0  # how often the driver looks for silent nodes
 
@@ -80,10 +82,9 @@ def preload_tfos() -> threading.Thread:
     return thread
 
 
-def run_cluster(sc, cfg: TrainConfig, nodes: int, address: str | None, args: dict[str, Any], feed,
-                events: EventServer) -> None:
-    """Starts the nodes, feeds them (SPARK mode), shuts the cluster down, and waits for every node's
-    'done'; raises RuntimeError naming the first failed node."""
+def run_cluster(sc, plan: NodePlan, cluster: Cluster, feed, events: EventServer) -> None:
+    """Starts the nodes, feeds them (SPARK mode: `feed` is the RDD to feed), shuts the cluster down, and
+    waits for every node's 'done'; raises RuntimeError naming the lost or failed node first."""
     from tensorflowonspark import TFCluster
 
     from .node import main_fun
@@ -94,18 +95,19 @@ def run_cluster(sc, cfg: TrainConfig, nodes: int, address: str | None, args: dic
         if event.get("kind") == "failed":
             sc.cancelAllJobs()
 
+    cfg, nodes = plan.config, cluster.nodes
     events.on_event = cancel_on_failure
     TFCluster.tf_status.clear()  # TFoS keeps errors in a module global across runs
     try:
-        with own_executor_functions(), pinned_address(address), Watchdog(events, cfg.node_timeout):
-            mode = TFCluster.InputMode.SPARK if feed is not None else TFCluster.InputMode.TENSORFLOW
-            cluster = TFCluster.run(
-                sc, main_fun, args, nodes, num_ps=0, tensorboard=False, input_mode=mode, master_node="chief",
+        with own_executor_functions(), pinned_address(cluster.address), Watchdog(events, cfg.node_timeout):
+            mode = TFCluster.InputMode.SPARK if plan.mode.feeds_from_spark else TFCluster.InputMode.TENSORFLOW
+            tf_cluster = TFCluster.run(
+                sc, main_fun, plan, nodes, num_ps=0, tensorboard=False, input_mode=mode, master_node="chief",
                 reservation_timeout=cfg.reservation_timeout,
             )
             if feed is not None:
-                cluster.train(feed, num_epochs=1, feed_timeout=cfg.feed_timeout)  # feed: every epoch, in order
-            cluster.shutdown(timeout=cfg.finish_timeout)
+                tf_cluster.train(feed, num_epochs=1, feed_timeout=cfg.feed_timeout)  # feed: every epoch, in order
+            tf_cluster.shutdown(timeout=cfg.finish_timeout)
             signal.alarm(0)  # TFoS arms SIGALRM for its shutdown timeout and never disarms it
             finished = events.wait_for(lambda s: len(s.done) >= nodes, cfg.finish_timeout)
     except (Exception, SystemExit) as e:  # TFoS calls sys.exit(1) when a node fails

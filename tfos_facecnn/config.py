@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-INPUT_MODES = ("spark", "tensorflow")
+from .modes import INPUT_MODES  # the registry of input modes; it imports nothing of the package
+
 VARIANTS = ("base", "l1", "l2", "dropout")
 ALL_VARIANTS = "all"  # train every variant with the same data and seed, then compare them
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical", "none")

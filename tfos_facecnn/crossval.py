@@ -27,7 +27,7 @@ def fold_config(cfg: TrainConfig, folds: int, fold: int) -> TrainConfig:
 
 
 def check_crossval(cfg: TrainConfig, folds: int) -> None:
-    from .prepare import looks_prepared
+    from .data.prepared import looks_prepared
 
     if folds < 2:
         raise ConfigError(f"--folds {folds}: cross-validation needs 2 or more folds")

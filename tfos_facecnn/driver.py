@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -14,12 +13,22 @@ from . import sample_data_dir, storage
 from .cluster_run import preload_tfos, run_cluster
 from .config import ALL_VARIANTS, VARIANTS, ConfigError, TrainConfig
 from .data.split import SPLITS
-from .driver_inputs import TOP_UP_TOLERANCE, ModeInputs, check_data, spark_mode_inputs, tensorflow_mode_inputs
 from .events import EventServer
-from .export import MODEL_FILE, is_complete, read_json, reexport, write_json
-from .resume import NODES_FILE, RunState, check_foreign, fingerprint, prepare_model_dir, run_state
+from .export import HISTORY_FILE, METRICS_FILE, MODEL_FILE, is_complete, new_run_id, read_json, write_json
+from .modes import mode_for
+from .modes.base import DriverPlan, NodePlan
+from .reexport import reexport
+from .resume import NODES_FILE, RunState, check_foreign, prepare_model_dir, run_state
 from .run_lock import RunLocks, export_dir_lock, model_dir_lock
-from .spark_env import Master, bind_address, expected_nodes, node_threads, spark_conf, start_session, wait_for_executors
+from .spark_env import (
+    Cluster,
+    bind_address,
+    expected_nodes,
+    node_threads,
+    spark_conf,
+    start_session,
+    wait_for_executors,
+)
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,7 @@ def run_training(cfg: TrainConfig, master_url: str | None = None) -> TrainResult
     locks = RunLocks([model_dir_lock(run.model_dir) for run in runs]
                      + [export_dir_lock(run.export_dir) for run in runs])
     locks.check_free()  # a live run stops this one here, before Spark; the lock itself is taken below
-    data = check_data(cfg)
+    data = mode_for(cfg.input_mode).check_data(cfg)
     if cfg.variant == ALL_VARIANTS and not cfg.overwrite:
         check_foreign(cfg.model_dir, cfg.export_dir)
     states = _states(runs)  # reads only: a foreign or unreadable MODEL_DIR stops here
@@ -70,6 +79,7 @@ def run_training(cfg: TrainConfig, master_url: str | None = None) -> TrainResult
             f"use a multiple of {nodes}"
         )
     address = bind_address(cfg, master)
+    cluster = Cluster(master, nodes, address)
     preload_tfos()
     # A local master may start this driver again (loopback.py) inside start_session: the lock is taken
     # after it, by the driver that trains, and before anything is written.
@@ -83,7 +93,7 @@ def run_training(cfg: TrainConfig, master_url: str | None = None) -> TrainResult
         try:
             _report_takeovers(locks)
             states = _states(runs)  # again under the lock: another run may have ended meanwhile
-            return _finish(cfg, _train_all(spark.sparkContext, cfg, runs, states, data, master, nodes, address))
+            return _finish(cfg, _train_all(spark.sparkContext, cluster, runs, states, data))
         finally:
             spark.stop()
 
@@ -126,29 +136,29 @@ def _report_takeovers(locks: RunLocks) -> None:
         print(f"took over {path}: the run that held it ({holder.describe()}) is gone", flush=True)
 
 
-def _train_all(sc, cfg: TrainConfig, runs: list[TrainConfig], states: dict[str, RunState], data, master: Master,
-               nodes: int, address: str | None) -> dict[str, TrainResult]:
-    have = wait_for_executors(sc, nodes)
-    if have < nodes:
+def _train_all(sc, cluster: Cluster, runs: list[TrainConfig], states: dict[str, RunState], data: Any
+               ) -> dict[str, TrainResult]:
+    have = wait_for_executors(sc, cluster.nodes)
+    if have < cluster.nodes:
         raise RuntimeError(
-            f"Spark gave {have} executors but {nodes} TF nodes were asked for (one per executor); "
+            f"Spark gave {have} executors but {cluster.nodes} TF nodes were asked for (one per executor); "
             "lower --cluster-size or give Spark more executors (--num-executors, spark.cores.max)"
         )
-    if cfg.input_mode == "spark":
-        to_train = [cfg.epochs - state.epochs_done for state in states.values()
-                    if not state.finished and not state.reexport]
-        inputs = spark_mode_inputs(sc, cfg, data, nodes, min(to_train, default=1))
-    else:
-        inputs = tensorflow_mode_inputs(sc, cfg, data, nodes)
+    # One plan serves every run (the variants of --variant all share the data and its feed); SPARK mode
+    # feeds as many epochs as the run with the fewest left needs.
+    to_train = [run.epochs - state.epochs_done for run, state in zip(runs, states.values(), strict=True)
+                if not state.finished and not state.reexport]
+    cfg = runs[0]
+    plan = mode_for(cfg.input_mode).plan(sc, cfg, data, cluster.nodes, min(to_train, default=1))
     try:
         results = {}
         for run in runs:
             if len(runs) > 1:
                 print(f"=== variant {run.variant} ===", flush=True)
-            results[run.variant] = _train(sc, run, states[run.variant], master, nodes, address, inputs)
+            results[run.variant] = _train(sc, run, states[run.variant], cluster, plan)
         return results
     finally:
-        inputs.release()
+        plan.release()
 
 
 def _finish(cfg: TrainConfig, results: dict[str, TrainResult]) -> TrainResult | dict[str, TrainResult]:
@@ -160,41 +170,35 @@ def _finish(cfg: TrainConfig, results: dict[str, TrainResult]) -> TrainResult | 
     return results
 
 
-def _train(sc, cfg: TrainConfig, state: RunState, master: Master, nodes: int, address: str | None,
-           inputs: ModeInputs) -> TrainResult:
+def _train(sc, cfg: TrainConfig, state: RunState, cluster: Cluster, plan: DriverPlan) -> TrainResult:
     if state.finished:
         return _already_finished(cfg, state)
     for line in prepare_model_dir(cfg, state):  # every check has passed: only now is anything deleted
         print(line, flush=True)
     if state.message:
         print(state.message, flush=True)
-    _log_counts(inputs.summary)
+    _log_counts(plan.summary)
     if state.reexport:
-        reexport(cfg, state.history, state.stopped_early, inputs.node_args, inputs.summary, nodes,
-                 uuid.uuid4().hex[:12])
-        return _exported(cfg, {}, inputs)
-    events = EventServer(address or sc.getConf().get("spark.driver.host"))
-    args = {
-        **inputs.node_args,
-        "config": cfg.to_dict(),
-        "input_mode": cfg.input_mode,
-        "run_id": uuid.uuid4().hex[:12],
-        "steps_per_epoch": inputs.steps_per_epoch,
-        "threads": node_threads(master, dict(sc.getConf().getAll())),
-        "node_timeout": cfg.node_timeout,
-        "fingerprint": fingerprint(cfg),
-        "history": state.history,
-        "data_summary": inputs.summary,
-        "events_address": list(events.address),
-        "events_token": events.token,
-    }
-    print(f"starting {nodes} TF node(s) on {master.url} in {cfg.input_mode.upper()} mode: "
-          f"{inputs.steps_per_epoch} steps/epoch x {cfg.epochs} epochs, global batch {cfg.batch_size}, "
+        reexport(cfg, state.history, state.stopped_early, plan.inputs, plan.summary, cluster.nodes)
+        return _exported(cfg, {}, plan)
+    events = EventServer(cluster.address or sc.getConf().get("spark.driver.host"))
+    node_plan = NodePlan(
+        config=cfg,
+        run_id=new_run_id(),
+        steps_per_epoch=plan.steps_per_epoch,
+        threads=node_threads(cluster.master, dict(sc.getConf().getAll())),
+        history=tuple(state.history),
+        data_summary=plan.summary,
+        events=events.endpoint,
+        inputs=plan.inputs,
+    )
+    print(f"starting {cluster.nodes} TF node(s) on {cluster.master.url} in {cfg.input_mode.upper()} mode: "
+          f"{plan.steps_per_epoch} steps/epoch x {cfg.epochs} epochs, global batch {cfg.batch_size}, "
           f"image size {cfg.image_size}", flush=True)
     try:
         # SPARK mode feeds exactly the epochs still to run.
-        feed = inputs.feed_epochs(state.epochs_done, cfg.epochs - state.epochs_done) if inputs.feed_epochs else None
-        run_cluster(sc, cfg, nodes, address, args, feed, events)
+        feed = plan.feed_epochs(state.epochs_done, cfg.epochs - state.epochs_done) if plan.feed_epochs else None
+        run_cluster(sc, node_plan, cluster, feed, events)
     finally:
         events.stop()
     if not is_complete(cfg.export_dir):
@@ -203,11 +207,12 @@ def _train(sc, cfg: TrainConfig, state: RunState, master: Master, nodes: int, ad
             "see the TF node logs in the executor stderr"
         )
     write_json(storage.join(cfg.model_dir, NODES_FILE), dict(events.state.done))
-    _warn_short_feeds(events.state.done)
-    return _exported(cfg, dict(events.state.done), inputs)
+    for line in mode_for(cfg.input_mode).warnings(events.state.done):
+        print(f"warning: {line}", flush=True)
+    return _exported(cfg, dict(events.state.done), plan)
 
 
-def _exported(cfg: TrainConfig, records: dict[str, Any], inputs: ModeInputs) -> TrainResult:
+def _exported(cfg: TrainConfig, records: dict[str, Any], plan: DriverPlan) -> TrainResult:
     result = _result(cfg, records)  # reads metrics.json once, for the line below too
     chosen = result.metrics.get("chosen_epoch") or {}
     which = f" (weights of epoch {chosen['epoch']}: {chosen['rule']})" if chosen else ""
@@ -215,22 +220,8 @@ def _exported(cfg: TrainConfig, records: dict[str, Any], inputs: ModeInputs) -> 
     if cfg.report:
         from .evaluate_job import report_after_training
 
-        print(f"report: {report_after_training(cfg.export_dir, cfg, inputs.summary)}", flush=True)
+        print(f"report: {report_after_training(cfg.export_dir, cfg, plan.summary)}", flush=True)
     return result
-
-
-def _warn_short_feeds(records: dict[str, dict[str, Any]]) -> None:
-    """SPARK mode: every node tops up its last batches with repeats while its pipeline reads ahead of
-    the model; a node that Spark fed less than its share also trained on repeats of images it held
-    (node_inputs._FeedCounter) while a peer's surplus was dropped. Past TOP_UP_TOLERANCE, say so."""
-    for node, record in sorted(records.items()):
-        repeated = record.get("images_topped_up", 0) - record.get("top_up_read_ahead", 0)
-        trained = record.get("steps_per_epoch", 0) * record.get("per_replica_batch", 0) * record.get("epochs_run", 0)
-        if repeated > TOP_UP_TOLERANCE * trained:
-            print(f"warning: Spark fed TF node {node} {record.get('items_fed')} images, fewer than its steps "
-                  f"needed; it trained on up to {repeated} repeats of images it already held, while peers "
-                  f"dropped {sum(r.get('items_dropped', 0) for r in records.values())} (the executors took "
-                  "feeding tasks unevenly, e.g. one started late or ran other tasks: see nodes.json)", flush=True)
 
 
 def _already_finished(cfg: TrainConfig, state: RunState) -> TrainResult:
@@ -243,8 +234,8 @@ def _already_finished(cfg: TrainConfig, state: RunState) -> TrainResult:
 def _result(cfg: TrainConfig, nodes_record: dict[str, Any]) -> TrainResult:
     return TrainResult(
         cfg.export_dir,
-        read_json(storage.join(cfg.export_dir, "history.json")),
-        read_json(storage.join(cfg.export_dir, "metrics.json")),
+        read_json(storage.join(cfg.export_dir, HISTORY_FILE)),
+        read_json(storage.join(cfg.export_dir, METRICS_FILE)),
         nodes_record,
     )
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from . import storage
 from .config import ConfigError, TrainConfig
+from .data.prepared import load_prepared, looks_prepared
 from .evaluate import (
     Scored,
     check_split,
@@ -22,7 +23,6 @@ from .evaluate import (
 )
 from .export import read_json
 from .inference import load_model, model_file
-from .prepare import load_prepared, looks_prepared
 
 REPORT_DIR = "report"  # inside the export dir: the training job's own report
 

@@ -38,6 +38,18 @@ class _Pending:
     size: int = 0
 
 
+@dataclass(frozen=True)
+class EventsEndpoint:
+    """Where the TF nodes report: the driver's event server and the run's token."""
+
+    host: str
+    port: int
+    token: str = field(repr=False)  # a secret: kept out of reprs and logs
+
+    def client(self, node: str) -> EventClient:
+        return EventClient((self.host, self.port), self.token, node)
+
+
 @dataclass
 class NodeEvents:
     """What the driver has heard, guarded by one condition so waiters wake on every event."""
@@ -66,6 +78,10 @@ class EventServer:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="tfos-facecnn-events", daemon=True)
         self._thread.start()
+
+    @property
+    def endpoint(self) -> EventsEndpoint:
+        return EventsEndpoint(self.address[0], self.address[1], self.token)
 
     def _serve(self) -> None:
         """One thread reads every connection at once (non-blocking, selectors): a client that sends

@@ -7,14 +7,16 @@ import os
 import signal
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .events import EventClient
+
+if TYPE_CHECKING:
+    from .modes.base import NodeSetup
 
 logger = logging.getLogger("tfos_facecnn.node")
 # tests only: "NODE@epoch=K" or "NODE@export" raises there, "NODE@save:kill" kills the process; "NODE@starve"
 FAULT_ENV = "TFOS_FACECNN_FAULT"
-PROGRESS_FILE = "progress.json"  # in MODEL_DIR: epochs done, their history, the run's fingerprint
 MAX_HEARTBEAT_S = 5.0  # a lost node's silence shows within a few of these (blame.py), whatever node_timeout is
 
 
@@ -69,14 +71,16 @@ def starving(node: str) -> bool:
     return os.environ.get(FAULT_ENV, "") == f"{node}@starve"
 
 
-def epoch_progress(reporter: EventClient, node: str, is_chief: bool, cfg_epochs: int, images_per_epoch: int,
-                   progress_path: str, fingerprint: dict[str, Any], prior_rows: list[dict[str, Any]],
-                   status: dict[str, Any]):
+def epoch_progress(reporter: EventClient, setup: NodeSetup, status: dict[str, Any]):
     """A Keras callback: times each epoch's training steps; the chief sends the epoch's metrics to the
     driver and records the epochs done (after BackupAndRestore has saved them) for a resumed run.
     Built on call so that importing this module never imports TF."""
-    from .export import write_json
     from .kerasenv import legacy_keras
+    from .progress import Progress, fingerprint, write_progress
+
+    cfg, node, is_chief = setup.plan.config, setup.node, setup.is_chief
+    images_per_epoch = setup.plan.steps_per_epoch * cfg.batch_size
+    run_fingerprint = fingerprint(cfg)
 
     class EpochProgress(legacy_keras().callbacks.Callback):
         def __init__(self) -> None:
@@ -84,7 +88,7 @@ def epoch_progress(reporter: EventClient, node: str, is_chief: bool, cfg_epochs:
             # The batch hooks only count: Keras may pass them its logs as tensors, so it does not wait
             # for each step's result (a copy to numpy) before dispatching the next one.
             self._supports_tf_logs = True
-            self.rows: list[dict[str, Any]] = list(prior_rows)
+            self.rows: list[dict[str, Any]] = list(setup.plan.history)
             self._started = 0.0
             self._train_seconds: float | None = None
 
@@ -112,9 +116,8 @@ def epoch_progress(reporter: EventClient, node: str, is_chief: bool, cfg_epochs:
             if self._train_seconds is None:  # validation starts: the training steps are over
                 self._train_seconds = time.perf_counter() - self._started
 
-        def _record(self, epochs_done: int, **extra: Any) -> None:
-            write_json(progress_path, {"epochs": cfg_epochs, "epochs_done": epochs_done,
-                                       "fingerprint": fingerprint, "history": self.rows, **extra})
+        def _record(self, epochs_done: int, stopped_early: bool = False) -> None:
+            write_progress(cfg.model_dir, Progress(cfg.epochs, epochs_done, run_fingerprint, self.rows, stopped_early))
 
         def mark_stopped_early(self) -> None:
             """Early stopping ended the run: a later run of the same command finds it finished."""
@@ -132,7 +135,7 @@ def epoch_progress(reporter: EventClient, node: str, is_chief: bool, cfg_epochs:
             self.rows.append(row)
             if is_chief:
                 self._record(epoch + 1)
-                reporter.send("epoch", epoch=epoch + 1, epochs=cfg_epochs, metrics=metrics, images_per_s=rate)
+                reporter.send("epoch", epoch=epoch + 1, epochs=cfg.epochs, metrics=metrics, images_per_s=rate)
             inject_fault(node, f"epoch={epoch + 1}")
 
     return EpochProgress()

@@ -12,7 +12,7 @@ from .storage import read_bytes
 
 # Images per TFoS queue item: TFoS moves each item with three IPC round trips (put, get, task_done);
 # chunks of 16 cut that overhead 16-fold, and 8 queued chunks (~2 s of a 1-core node's training here)
-# bridge two tasks. A node that tops up its feed (node_inputs) draws chunks of the same size.
+# bridge two tasks. A node that tops up its feed (modes.spark) draws chunks of the same size.
 FEED_CHUNK = 16
 # Items a node's feed shuffles over. Small on purpose: a node pulls from its TFoS queue only what it
 # is about to train on, so Spark's executors share the data out in step with the nodes (a greedy node

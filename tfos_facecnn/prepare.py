@@ -8,22 +8,19 @@ existing one is never partially overwritten.
 
 from __future__ import annotations
 
-import datetime
 import math
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import storage
 from .config import ConfigError, TrainConfig
 from .data.discover import LABEL_NAMES, discover
+from .data.prepared import MANIFEST, build_manifest
 from .data.records import assign_splits, conflicting_files
 from .data.split import SPLITS, TRAIN
-from .export import publish, read_json, staging_dir, write_json
-
-MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+from .export import publish, staging_dir, write_json
 
 
 @dataclass(frozen=True)
@@ -165,7 +162,8 @@ def prepare_on_spark(sc, pcfg: PrepareConfig) -> dict[str, Any]:
             excluded = {path for path, _ in conflicts}
             storage.remove_tree(staging)
             results = _write_shards(sc, pcfg, [it for it in items if it[0] not in excluded], staging)
-        manifest = build_manifest(pcfg, found.root, sorted(results, key=lambda r: r["file"]), found.ignored,
+        manifest = build_manifest(pcfg.image_size, pcfg.record_format, pcfg.split_settings(), found.root,
+                                  sorted(results, key=lambda r: r["file"]), found.ignored,
                                   [{"path": path, "reason": reason} for path, reason in conflicts])
         write_json(storage.join(staging, MANIFEST), manifest)  # last: marks the data set complete
         publish(staging, pcfg.output_dir, run_id, marker=None, last=MANIFEST)
@@ -173,66 +171,6 @@ def prepare_on_spark(sc, pcfg: PrepareConfig) -> dict[str, Any]:
         if storage.exists(staging):
             storage.remove_tree(staging)
         raise
-    return manifest
-
-
-def build_manifest(pcfg: PrepareConfig, root: str, shards: list[dict[str, Any]], ignored: Iterable[str],
-                   excluded: list[dict[str, str]]) -> dict:
-    counts = {split: {name: 0 for name in LABEL_NAMES.values()} for split in SPLITS}
-    for shard in shards:
-        for name, n in shard["classes"].items():
-            counts[shard["split"]][name] += n
-    for split in SPLITS:
-        counts[split]["total"] = sum(counts[split].values())
-    return {
-        "format_version": FORMAT_VERSION,
-        "source": root,
-        "image_size": pcfg.image_size,
-        "record_format": pcfg.record_format,
-        "split": pcfg.split_settings(),
-        "counts": counts,
-        "shards": {split: [{"file": s["file"], "records": s["records"]} for s in shards if s["split"] == split]
-                   for split in SPLITS},
-        "skipped": sorted([*excluded, *(item for s in shards for item in s["skipped"])],
-                          key=lambda item: item["path"]),
-        "ignored": sorted(ignored),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def is_prepared(path: str) -> bool:
-    return storage.exists(storage.join(path, MANIFEST))
-
-
-def looks_prepared(path: str) -> bool:
-    """A manifest, or the split folders of one: such a folder is never read as raw images."""
-    return is_prepared(path) or any(storage.isdir(storage.join(path, split)) for split in SPLITS)
-
-
-def load_prepared(path: str, image_size: int) -> dict[str, Any]:
-    """The manifest of a finished prepared data set, checked against the training settings."""
-    manifest_path = storage.join(path, MANIFEST)
-    if not storage.exists(manifest_path):
-        raise ConfigError(
-            f"{path!r} has no {MANIFEST}: it is not a finished prepared data set (an interrupted "
-            "jobs/prepare.py leaves none); re-run jobs/prepare.py into it with --overwrite"
-        )
-    try:
-        manifest = read_json(manifest_path)
-    except ValueError as e:
-        raise ConfigError(f"{manifest_path!r} is not valid JSON; re-run jobs/prepare.py with --overwrite") from e
-    if manifest.get("image_size") != image_size:
-        raise ConfigError(
-            f"{path!r} was prepared at {manifest.get('image_size')} px but --image-size is {image_size}; "
-            f"pass --image-size {manifest.get('image_size')} or prepare again with --image-size {image_size}"
-        )
-    missing = [s["file"] for split in SPLITS for s in manifest["shards"][split]
-               if not storage.exists(storage.join(path, s["file"]))]
-    if missing:
-        raise ConfigError(
-            f"{path!r}: {len(missing)} shard(s) listed in {MANIFEST} are missing (first: {missing[0]}); "
-            "re-run jobs/prepare.py with --overwrite"
-        )
     return manifest
 
 

@@ -14,8 +14,8 @@ from typing import Any
 from . import storage
 from .best_epoch import BEST_WEIGHTS_FILE
 from .config import VARIANTS, ConfigError, TrainConfig
-from .export import FINAL_DIR, TRAINING_MODEL_FILE, is_complete, read_json
-from .node_callbacks import PROGRESS_FILE
+from .export import FINAL_DIR, TRAINING_MODEL_FILE, is_complete
+from .progress import PROGRESS_FILE, fingerprint, read_progress
 from .run_lock import EXPORT_LOCK_SUFFIX, LOCK_FILE
 
 BACKUP_DIR = "backup"  # Keras BackupAndRestore's folder in MODEL_DIR
@@ -29,14 +29,6 @@ _OWN = re.compile(
     rf"^(?:{'|'.join(re.escape(n) for n in (*STATE_NAMES, 'tensorboard', LOCK_FILE, *VARIANTS))}|fold-\d+"
     r"|prepared-\d+px(?:\.(?:staging|old)-[\w-]+)?)(?:\.tmp-[\w-]+)?$"
 )
-# Settings that do not change what is trained: a run may resume with other values of these.
-NOT_IN_FINGERPRINT = {
-    "epochs", "model_dir", "export_dir", "cluster_size", "bind_address", "reservation_timeout", "feed_timeout",
-    "finish_timeout", "node_timeout", "collective_timeout", "cache_limit_mb", "report", "overwrite", "input_mode",
-    "shard_cache_mb", "storage",  # storage options may hold credentials: never written into progress.json
-}
-
-
 @dataclass
 class RunState:
     epochs_done: int = 0
@@ -46,10 +38,6 @@ class RunState:
     clear: bool = False  # delete the training state in MODEL_DIR before training (after every check)
     reexport: bool = False  # trained, but the export did not finish: export MODEL_DIR/final's weights again
     stopped_early: bool = False
-
-
-def fingerprint(cfg: TrainConfig) -> dict[str, Any]:
-    return {k: v for k, v in cfg.to_dict().items() if k not in NOT_IN_FINGERPRINT}
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -92,23 +80,6 @@ def check_foreign(model_dir: str, export_dir: str) -> None:
                           "empty or new --model-dir, or pass --overwrite to train into it anyway")
 
 
-def _read_progress(path: str) -> dict[str, Any] | None:
-    """MODEL_DIR/progress.json, checked; None without one; ConfigError naming the file and the fix."""
-    if not storage.exists(path):
-        return None
-    try:
-        progress = read_json(path)
-        history = progress["history"]
-        done = progress["epochs_done"]
-        if not isinstance(progress.get("fingerprint"), dict) or not isinstance(history, list) \
-                or not isinstance(done, int) or done < 0 or not all(isinstance(r, dict) for r in history):
-            raise ValueError("unexpected content")
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"{path} is corrupt ({type(e).__name__}: {e}); pass --overwrite to start afresh, "
-                          f"or delete {path}") from e
-    return progress
-
-
 def _check_archive(path: str, fix: str) -> None:
     """.keras and .npz files are zips: one cut short by a crash is named here, before Spark starts."""
     import zipfile
@@ -134,8 +105,7 @@ def run_state(cfg: TrainConfig) -> RunState:
         return RunState(clear=True, message=f"--overwrite: deleted the earlier run's {', '.join(held)} in "
                         f"{model_dir}; starting at epoch 1" if held else None)
     check_foreign(model_dir, cfg.export_dir)
-    path = storage.join(model_dir, PROGRESS_FILE)
-    progress = _read_progress(path)
+    progress = read_progress(model_dir)
     final = storage.join(model_dir, FINAL_DIR, TRAINING_MODEL_FILE)
     if progress is None:
         if storage.exists(final):
@@ -146,13 +116,13 @@ def run_state(cfg: TrainConfig) -> RunState:
             return RunState(clear=True, message=f"no finished epoch yet: starting at epoch 1 ({model_dir} holds "
                             f"{', '.join(partial)} of an attempt that ended before its first epoch)")
         return RunState()
-    if progress["fingerprint"] != fingerprint(cfg):
+    if progress.fingerprint != fingerprint(cfg):
         raise ConfigError(
             f"--model-dir {model_dir!r} holds a run with other settings "
-            f"({_differences(progress['fingerprint'], fingerprint(cfg))}); "
+            f"({_differences(progress.fingerprint, fingerprint(cfg))}); "
             "pass --overwrite to start afresh or choose another --model-dir"
         )
-    done, history, stopped = progress["epochs_done"], progress["history"], bool(progress.get("stopped_early"))
+    done, history, stopped = progress.epochs_done, progress.history, progress.stopped_early
     trained = done == cfg.epochs or (stopped and done <= cfg.epochs)
     if done > cfg.epochs and is_complete(cfg.export_dir):
         raise ConfigError(

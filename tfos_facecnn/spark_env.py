@@ -33,6 +33,16 @@ class Master:
         return self.kind == "standalone" and re.match(r"^spark://(127\.|localhost[:/])", self.url) is not None
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """Where a run's TF nodes go: the master, how many nodes (one per executor), and the address every
+    TFoS and TF socket uses (None: TFoS's own routing choice)."""
+
+    master: Master
+    nodes: int
+    address: str | None
+
+
 def parse_master(url: str) -> Master:
     local = LOCAL_RE.match(url)
     if local:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import job_command, spark_env, write_image
-from tfos_facecnn.driver_inputs import TOP_UP_TOLERANCE
+from tfos_facecnn.modes.spark import TOP_UP_TOLERANCE
 
 pytestmark = pytest.mark.spark
 

@@ -12,9 +12,10 @@ import pytest
 from tests.conftest import SAMPLE
 from tfos_facecnn.config import ConfigError, TrainConfig
 from tfos_facecnn.data.images import decode_image
+from tfos_facecnn.data.prepared import MANIFEST, load_prepared
 from tfos_facecnn.data.split import split_of
 from tfos_facecnn.data.tfrecords import read_examples
-from tfos_facecnn.prepare import MANIFEST, PrepareConfig, load_prepared, prepare_on_spark
+from tfos_facecnn.prepare import PrepareConfig, prepare_on_spark
 
 pytestmark = [pytest.mark.spark, pytest.mark.timeout(300)]
 SIZE = 64

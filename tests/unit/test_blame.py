@@ -15,7 +15,7 @@ from tfos_facecnn import blame
 from tfos_facecnn.blame import EXECUTOR_EXITED, HEARTBEATS_STOPPED, PROCESS_EXITED, Lost
 from tfos_facecnn.config import TrainConfig
 from tfos_facecnn.events import EventClient, EventServer, NodeEvents
-from tfos_facecnn.resume import fingerprint
+from tfos_facecnn.progress import fingerprint
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -1,8 +1,8 @@
-"""How many feeding tasks per epoch SPARK mode plans (driver_inputs.feed_partitions)."""
+"""How many feeding tasks per epoch SPARK mode plans (modes.spark.feed_partitions)."""
 
 import math
 
-from tfos_facecnn.driver_inputs import ITEMS_PER_FEED_TASK, TOP_UP_TOLERANCE, feed_partitions
+from tfos_facecnn.modes.spark import ITEMS_PER_FEED_TASK, TOP_UP_TOLERANCE, feed_partitions
 from tfos_facecnn.pipeline import train_steps_per_epoch
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tfos_facecnn.data.tfrecords import encode_pixels
-from tfos_facecnn.driver_inputs import epoch_chunks, epoch_pads
+from tfos_facecnn.modes.spark import epoch_chunks, epoch_pads
 from tfos_facecnn.pipeline import feed_dataset, tfrecord_dataset
 
 
@@ -95,7 +95,7 @@ class _ShortFeed:
 
 
 def test_a_node_whose_feed_ends_tops_up_from_what_it_holds_and_never_gets_an_empty_batch():
-    from tfos_facecnn.node_inputs import _FeedCounter
+    from tfos_facecnn.modes.spark import _FeedCounter
 
     size = 8
     rng = np.random.default_rng(1)
@@ -113,7 +113,7 @@ def test_a_node_whose_feed_ends_tops_up_from_what_it_holds_and_never_gets_an_emp
 def test_a_starved_node_keeps_every_other_chunk_and_a_node_fed_nothing_fails_clearly():
     import pytest
 
-    from tfos_facecnn.node_inputs import _FeedCounter
+    from tfos_facecnn.modes.spark import _FeedCounter
 
     chunks = [[(b"x", 0.0)] * 2 for _ in range(4)]
     starved = _FeedCounter(_ShortFeed(chunks), seed=0, starve=True)
@@ -128,7 +128,7 @@ def test_a_starved_node_keeps_every_other_chunk_and_a_node_fed_nothing_fails_cle
 
 def test_one_node_trains_on_the_chunks_in_the_planned_order_whatever_order_they_arrive_in():
     from tfos_facecnn.feed_order import chunks_per_partition, feed_keys, in_feed_order
-    from tfos_facecnn.node_inputs import _FeedCounter
+    from tfos_facecnn.modes.spark import _FeedCounter
 
     chunks = chunks_per_partition([40, 20], 16)
     assert chunks == [3, 2]

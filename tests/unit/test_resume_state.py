@@ -1,5 +1,5 @@
 """Where a run stands in its model dir (resume.py): checks that only read, deletions only when asked, and
-the re-export of a run whose export crashed (export.reexport)."""
+the re-export of a run whose export crashed (reexport.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pytest
 from tests.conftest import SAMPLE
 from tfos_facecnn.config import ConfigError, TrainConfig
 from tfos_facecnn.export import SUCCESS_MARKER, is_complete
-from tfos_facecnn.resume import RunState, fingerprint, prepare_model_dir, run_state
+from tfos_facecnn.progress import fingerprint
+from tfos_facecnn.resume import RunState, prepare_model_dir, run_state
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -169,8 +170,9 @@ def test_a_finished_run_stays_finished(tmp_path: Path):
 @pytest.mark.timeout(300)
 def test_reexport_writes_the_export_the_chief_did_not_finish(tmp_path: Path):
     from tfos_facecnn.best_epoch import save_weights
-    from tfos_facecnn.export import reexport
     from tfos_facecnn.model import build_from_config
+    from tfos_facecnn.modes.spark import FeedPlan
+    from tfos_facecnn.reexport import reexport
 
     cfg = config(tmp_path)
     write_progress(cfg, 3)
@@ -182,7 +184,7 @@ def test_reexport_writes_the_export_the_chief_did_not_finish(tmp_path: Path):
     state = run_state(cfg)
     tests = [(str(SAMPLE / "faces" / "0.jpg"), 1), (str(SAMPLE / "comics" / "0.jpg"), 0)]
     summary = {"counts": {"test": {"total": 2}}, "skipped": []}
-    reexport(cfg, state.history, False, {"test": tests}, summary, 1, "r1")
+    reexport(cfg, state.history, False, FeedPlan(val=(), test=tuple(tests), feed_chunks=()), summary, 1)
     export = Path(cfg.export_dir)
     assert is_complete(str(export)) and not list(tmp_path.glob("export.staging-*"))
     metrics = json.loads((export / "metrics.json").read_text())
@@ -201,8 +203,9 @@ def test_reexport_writes_the_export_the_chief_did_not_finish(tmp_path: Path):
 @pytest.mark.timeout(300)
 def test_on_s3_leftovers_are_cleaned_and_the_export_is_redone(s3, tmp_path: Path):
     from tfos_facecnn import storage
-    from tfos_facecnn.export import reexport
     from tfos_facecnn.model import build_from_config
+    from tfos_facecnn.modes.spark import FeedPlan
+    from tfos_facecnn.reexport import reexport
 
     cfg = config(tmp_path, model_dir=f"{s3.url}/model", export_dir=f"{s3.url}/export")
     local = config(tmp_path)
@@ -216,7 +219,8 @@ def test_on_s3_leftovers_are_cleaned_and_the_export_is_redone(s3, tmp_path: Path
     assert prepare_model_dir(cfg, state)[0].startswith("removed 1 leftover(s)")
     assert not s3.keys("export.staging-0123abcd")
     tests = [(str(SAMPLE / "faces" / "1.jpg"), 1)]
-    reexport(cfg, state.history, False, {"test": tests}, {"counts": {}, "skipped": []}, 1, "r2")
+    reexport(cfg, state.history, False, FeedPlan(val=(), test=tuple(tests), feed_chunks=()),
+             {"counts": {}, "skipped": []}, 1)
     assert is_complete(cfg.export_dir) and not any(key.startswith("export.staging-") for key in s3.keys())
     metrics = json.loads(storage.read_bytes(f"{cfg.export_dir}/metrics.json"))
     assert metrics["chosen_epoch"]["epoch"] == 3  # no best/ weights: the last epoch's
@@ -239,8 +243,9 @@ def test_in_tensorflow_mode_the_re_export_scores_the_test_shards(tmp_path: Path)
     import tensorflow as tf
 
     from tfos_facecnn.data.tfrecords import serialize_example
-    from tfos_facecnn.export import _test_predictions
     from tfos_facecnn.model import build_from_config
+    from tfos_facecnn.modes import mode_for
+    from tfos_facecnn.modes.tensorflow import ShardPlan
 
     cfg = config(tmp_path, input_mode="tensorflow")
     shard = tmp_path / "prepared" / "test" / "part-0.tfrecord"
@@ -249,7 +254,7 @@ def test_in_tensorflow_mode_the_re_export_scores_the_test_shards(tmp_path: Path)
     with tf.io.TFRecordWriter(str(shard)) as writer:
         writer.write(serialize_example(pixels, 1, "faces/a.jpg", "raw"))
         writer.write(serialize_example(pixels + 255, 0, "comics/a.jpg", "raw"))
-    args = {"prepared_dir": str(tmp_path / "prepared"), "record_format": "raw",
-            "shards": {"test": [{"file": "test/part-0.tfrecord", "records": 2}]}}
-    names, labels, probabilities = _test_predictions(cfg, args, build_from_config(cfg, training=False))
+    shards = ShardPlan(str(tmp_path / "prepared"), "raw", {"test": [{"file": "test/part-0.tfrecord", "records": 2}]})
+    names, labels, probabilities = mode_for("tensorflow").test_predictions(cfg, shards,
+                                                                            build_from_config(cfg, training=False))
     assert names == ["faces/a.jpg", "comics/a.jpg"] and labels == [1, 0] and len(probabilities) == 2

@@ -11,7 +11,7 @@ import pytest
 from tfos_facecnn import storage
 from tfos_facecnn.config import ConfigError, TrainConfig, resolve_config
 from tfos_facecnn.export import is_complete, publish, write_json
-from tfos_facecnn.resume import fingerprint
+from tfos_facecnn.progress import fingerprint
 from tfos_facecnn.spark_env import parse_master, session_settings
 from tfos_facecnn.storage.access import check_readable, check_writable, prepare_storage
 from tfos_facecnn.storage.mirror import LocalMirror

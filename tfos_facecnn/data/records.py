@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
+from ..config import ConfigError
 from .discover import LABEL_NAMES, Discovery
 from .split import SPLITS, TEST, folds_of, split_of
 
@@ -13,6 +14,13 @@ class Record(NamedTuple):
     path: str
     label: int
     split: str
+
+
+class Skipped(NamedTuple):
+    """A file left out of a run, and why (data.json's and the manifest's `skipped`)."""
+
+    path: str
+    reason: str
 
 
 def assign_splits(found: Discovery, seed: int, val_fraction: float, test_fraction_of_val: float,
@@ -49,7 +57,7 @@ def data_summary(
     }
 
 
-def conflicting_files(rows: Iterable[tuple[str, int, str | None]]) -> list[tuple[str, str]]:
+def conflicting_files(rows: Iterable[tuple[str, int, str | None]]) -> list[Skipped]:
     """(path, label, content digest) -> the files whose identical bytes sit under both classes: their
     label is contradictory, so they are skipped rather than taught both ways."""
     labels: dict[str, set[int]] = {}
@@ -57,14 +65,15 @@ def conflicting_files(rows: Iterable[tuple[str, int, str | None]]) -> list[tuple
         if digest is not None:
             labels.setdefault(digest, set()).add(label)
     both = {digest for digest, seen in labels.items() if len(seen) > 1}
-    return [(path, "identical file in faces/ and comics/: contradictory labels")
+    return [Skipped(path, "identical file in faces/ and comics/: contradictory labels")
             for path, _, digest in rows if digest in both]
 
 
 def check_splits_usable(counts: dict[str, dict[str, int]]) -> None:
+    """A split without a usable image is the user's data or settings, not a failure of the job."""
     for split in SPLITS:
         if counts[split]["total"] == 0:
-            raise ValueError(
+            raise ConfigError(
                 f"the {split} split holds no usable image; add images or change val_fraction/"
                 "test_fraction_of_val in the config"
             )
