@@ -1,8 +1,7 @@
 """`python -m tfos_facecnn COMMAND ...`: a small dispatcher over subcommands.
 
-Each subcommand lives in its own module or package with a `configure_parser(parser)` and a `command(args) -> int`;
-adding one (say `predict`) is one more entry in COMMANDS. Errors a command reports with DownloadError
-become one `error: ...` line on stderr and exit code 2 (bad arguments) or 1 (failure), not a traceback.
+Each subcommand has a `configure_parser(parser)` and a `command(args) -> int`; adding one is one more entry
+in COMMANDS. Errors become one `error: ...` line on stderr and an exit code (errors.py), not a traceback.
 """
 
 from __future__ import annotations
@@ -11,14 +10,17 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from . import fetch, predict_job
+from . import fetch
+from .cli import configure_local_predict
+from .errors import run_command
+from .jobs import run_local_predict
 
 # name -> (help line, adds the options, runs the parsed arguments and returns the exit code)
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "download": ("fetch the full face2comics data set into --dest (faces/ and comics/)",
                  fetch.configure_parser, fetch.command),
     "predict": ("print face/comic and P(face) for each image with an exported model (no Spark)",
-                predict_job.configure_local_parser, predict_job.local_command),
+                configure_local_predict, run_local_predict),
 }
 
 
@@ -40,17 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help and on bad options; callers want a code back
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
-    try:
-        return args.run(args)
-    except fetch.UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except fetch.DownloadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("error: interrupted; run the same command again to resume the download", file=sys.stderr)
-        return 130
+    return run_command(lambda: args.run(args), "interrupted; run the same command again to resume")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Command-line options of jobs/train.py and jobs/prepare.py, mapped onto the config."""
+"""Every job's command-line options, in one place: argv -> the job's frozen config and the master URL."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from typing import Any
 from . import sample_data_dir
 from .config import ALL_VARIANTS, INPUT_MODES, VARIANTS, ConfigError, TrainConfig, load_yaml, resolve_config
 from .data.tfrecords import RECORD_FORMATS
+from .evaluate import EvaluateConfig
+from .inference import BATCH, DEFAULT_MODEL, OUTPUT_FORMATS, PredictConfig
+from .prepare import PrepareConfig
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf", "train.yaml")
 
@@ -86,13 +89,6 @@ def parse_crossval_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig,
     return _train_config(args, ("config", "master", "folds")), args.folds, args.master
 
 
-def storage_options(config_path: str | None) -> dict[str, Any]:
-    """The `storage:` section of --config (default conf/train.yaml when present): what predict and
-    evaluate need of the training settings file."""
-    path = config_path or (DEFAULT_CONFIG if os.path.isfile(DEFAULT_CONFIG) else None)
-    return dict(resolve_config(load_yaml(path), {}).storage) if path else {}
-
-
 def prepare_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="spark-submit jobs/prepare.py",
@@ -108,18 +104,16 @@ def prepare_parser() -> argparse.ArgumentParser:
     p.add_argument("--record-format", choices=RECORD_FORMATS, default="jpeg", dest="record_format",
                    help="jpeg (quality 95, ~11x smaller) or raw uint8 pixels (no decode when training)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output dir (atomically)")
-    p.add_argument("--config", default=None, help="YAML with split settings and image_size (default conf/train.yaml)")
-    p.add_argument("--master", default=None, help="Spark master URL, when not given to spark-submit")
+    _job_options(p, "YAML with split settings, image_size and bind_address (default conf/train.yaml)")
     return p
 
 
-def parse_prepare_args(argv: Sequence[str] | None = None):
-    """argv -> (PrepareConfig, master URL or None, bind address setting)."""
-    from .prepare import PrepareConfig
-
+def parse_prepare_args(argv: Sequence[str] | None = None) -> tuple[PrepareConfig, str | None]:
+    """argv -> (PrepareConfig, master URL or None)."""
     args = prepare_parser().parse_args(argv)
     config_path = args.config or (DEFAULT_CONFIG if os.path.isfile(DEFAULT_CONFIG) else None)
-    overrides = {k: v for k, v in (("data_dir", args.data_dir), ("image_size", args.image_size)) if v is not None}
+    overrides = {k: v for k, v in (("data_dir", args.data_dir), ("image_size", args.image_size),
+                                   ("bind_address", args.bind_address)) if v is not None}
     cfg = resolve_config(load_yaml(config_path) if config_path else {}, overrides)
     if args.num_shards is not None and args.num_shards < 1:
         raise ConfigError(f"--num-shards {args.num_shards} must be at least 1")
@@ -127,4 +121,82 @@ def parse_prepare_args(argv: Sequence[str] | None = None):
         cfg if cfg.data_dir else dataclasses.replace(cfg, data_dir=sample_data_dir()), args.output_dir,
         num_shards=args.num_shards, record_format=args.record_format, overwrite=args.overwrite,
     )
-    return pcfg, args.master, cfg.bind_address
+    return pcfg, args.master
+
+
+def evaluate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="spark-submit jobs/evaluate.py",
+        description="Evaluate an exported model on a labelled split with Spark and write metrics.json, "
+        "predictions.csv, figures (curves, ROC, confusion matrix, 3x3 grid, feature maps, augmentations) "
+        "and report.md.",
+    )
+    p.add_argument("--export-dir", default=EvaluateConfig.export_dir, dest="export_dir",
+                   help="the training run's export (model.keras, config.json, history.json)")
+    p.add_argument("--data-dir", dest="data_dir", default=None,
+                   help="a face2comics folder or a prepared dir (default: the data the model was trained on)")
+    p.add_argument("--split", default=EvaluateConfig.split,
+                   help="train, val, test (default) or all: which files to score")
+    p.add_argument("--output-dir", dest="output_dir", default=None,
+                   help="where the report goes (default EXPORT_DIR/evaluation-SPLIT)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output dir")
+    _job_options(p, "YAML whose storage: section holds fsspec options and bind_address (default conf/train.yaml "
+                 "if present)")
+    return p
+
+
+def parse_evaluate_args(argv: Sequence[str] | None = None) -> tuple[EvaluateConfig, str | None]:
+    args = evaluate_parser().parse_args(argv)
+    settings = _settings(args.config, args.bind_address)
+    return EvaluateConfig(export_dir=args.export_dir, data_dir=args.data_dir, split=args.split,
+                          output_dir=args.output_dir, overwrite=args.overwrite, bind_address=settings.bind_address,
+                          storage=settings.storage), args.master
+
+
+def predict_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="spark-submit jobs/predict.py",
+        description="Predict face vs comic for many images with Spark: each partition loads the exported "
+        "model once and predicts in batches. Output columns: path, p_face, label, error.",
+    )
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"export dir or model.keras (default {DEFAULT_MODEL})")
+    p.add_argument("--input", action="append", required=True, dest="inputs",
+                   help="a folder (its .jpg/.jpeg/.png files), a glob, a .txt file of paths/URIs, or an image; "
+                   "repeatable")
+    p.add_argument("--output", required=True, help="output folder (Spark writes part files and _SUCCESS)")
+    p.add_argument("--format", choices=OUTPUT_FORMATS, default="csv", help="csv (with header) or parquet")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    p.add_argument("--batch-size", type=int, default=BATCH, dest="batch_size", help=f"images per batch ({BATCH})")
+    _job_options(p, "YAML whose storage: section holds fsspec options and bind_address (default conf/train.yaml "
+                 "if present)")
+    return p
+
+
+def parse_predict_args(argv: Sequence[str] | None = None) -> tuple[PredictConfig, str | None]:
+    args = predict_parser().parse_args(argv)
+    settings = _settings(args.config, args.bind_address)
+    return PredictConfig(inputs=tuple(args.inputs), output=args.output, model=args.model, format=args.format,
+                         overwrite=args.overwrite, batch_size=args.batch_size, bind_address=settings.bind_address,
+                         storage=settings.storage), args.master
+
+
+def configure_local_predict(p: argparse.ArgumentParser) -> None:
+    """`python -m tfos_facecnn predict`: a few images at a terminal, no Spark."""
+    p.add_argument("images", nargs="+", help="image files, folders, globs or .txt lists of paths")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"export dir or model.keras (default {DEFAULT_MODEL})")
+
+
+def _job_options(p: argparse.ArgumentParser, config_help: str) -> None:
+    """The options every Spark job shares after its own."""
+    p.add_argument("--bind-address", dest="bind_address", default=None,
+                   help="address of the job's sockets: 'auto' = 127.0.0.1 on local masters (default)")
+    p.add_argument("--config", default=None, help=config_help)
+    p.add_argument("--master", default=None, help="Spark master URL, when not given to spark-submit")
+
+
+def _settings(config_path: str | None, bind_address: str | None) -> TrainConfig:
+    """The training settings file (--config, default conf/train.yaml when present) with --bind-address:
+    what the jobs that use no training options take of them (storage options, the bind address)."""
+    path = config_path or (DEFAULT_CONFIG if os.path.isfile(DEFAULT_CONFIG) else None)
+    overrides = {"bind_address": bind_address} if bind_address is not None else {}
+    return resolve_config(load_yaml(path) if path else {}, overrides)

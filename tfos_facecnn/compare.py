@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from . import storage
-from .export import publish, staging_dir, write_json
+from .export import staged_output, write_json
 
 COMPARISON_DIR = "comparison"
 
@@ -50,13 +49,12 @@ def write_comparison(export_dir: str, results: Mapping[str, Any]) -> str:
     """EXPORT_DIR/comparison/{comparison.json, comparison.md, curves.png}; returns the markdown's path."""
     from .reports import plot_model_comparison
 
-    run_id = uuid.uuid4().hex[:12]
     target = storage.join(export_dir, COMPARISON_DIR)
-    staging = staging_dir(target, run_id)
-    storage.makedirs(staging)
-    rows = comparison_rows(results)
-    write_json(storage.join(staging, "comparison.json"), rows)
-    plot_model_comparison({v: r.history for v, r in results.items()}, storage.join(staging, "curves.png"))
-    storage.write_bytes_atomic(storage.join(staging, "comparison.md"), comparison_markdown(rows).encode("utf-8"))
-    publish(staging, target, run_id)
+    with staged_output(target) as staging:
+        storage.makedirs(staging)
+        rows = comparison_rows(results)
+        write_json(storage.join(staging, "comparison.json"), rows)
+        plot_model_comparison({v: r.history for v, r in results.items()}, storage.join(staging, "curves.png"))
+        storage.write_bytes_atomic(storage.join(staging, "comparison.md"),
+                                   comparison_markdown(rows).encode("utf-8"))
     return storage.join(target, "comparison.md")

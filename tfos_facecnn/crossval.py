@@ -55,14 +55,15 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def run_crossval(cfg: TrainConfig, folds: int, master_url: str | None = None) -> dict[str, Any]:
-    from .driver import run_training
+def crossval(spark: Any, cfg: TrainConfig, folds: int) -> dict[str, Any]:
+    """K trainings, one per fold (`spark`: a SparkSession, or None for a job's own session per fold)."""
+    from .driver import train
 
     check_crossval(cfg, folds)
     rows = []
     for fold in range(folds):
         print(f"=== fold {fold + 1}/{folds} ===", flush=True)
-        result = run_training(fold_config(cfg, folds, fold), master_url)
+        result = train(spark, fold_config(cfg, folds, fold))
         test = result.metrics["test"]
         images = test["count"]
         rows.append({"fold": fold + 1, "images": images, "correct": round(test["accuracy"] * images),

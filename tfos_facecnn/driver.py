@@ -1,4 +1,4 @@
-"""The Spark driver: checks, the TFoS cluster, progress lines, and the completion check."""
+"""The training driver: checks, the TFoS cluster, progress lines, and the completion check."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import sample_data_dir, storage
 from .cluster_run import preload_tfos, run_cluster
 from .config import ALL_VARIANTS, VARIANTS, ConfigError, TrainConfig
 from .data.split import SPLITS
+from .errors import Terminated
 from .events import EventServer
 from .export import HISTORY_FILE, METRICS_FILE, MODEL_FILE, is_complete, new_run_id, read_json, write_json
 from .modes import mode_for
@@ -20,29 +21,31 @@ from .modes.base import DriverPlan, NodePlan
 from .reexport import reexport
 from .resume import NODES_FILE, RunState, check_foreign, prepare_model_dir, run_state
 from .run_lock import RunLocks, export_dir_lock, model_dir_lock
-from .spark_env import (
-    Cluster,
-    bind_address,
-    expected_nodes,
-    node_threads,
-    spark_conf,
-    start_session,
-    wait_for_executors,
-)
+from .session import session_source
+from .spark_env import Cluster, expected_nodes, node_threads, wait_for_executors
 
 
 @dataclass(frozen=True)
 class TrainResult:
+    """What a training run produced. With --variant all: `variants` holds each variant's result, and
+    `export_dir` is the folder above theirs (with the comparison)."""
+
     export_dir: str
     history: list[dict[str, Any]]
     metrics: dict[str, Any]
     nodes: dict[str, dict[str, Any]]
+    variants: dict[str, TrainResult] = field(default_factory=dict)
+
+    def each(self) -> list[TrainResult]:
+        """The result of every model trained: the variants', or this one."""
+        return list(self.variants.values()) or [self]
 
 
-def run_training(cfg: TrainConfig, master_url: str | None = None) -> TrainResult | dict[str, TrainResult]:
+def train(spark: Any, cfg: TrainConfig) -> TrainResult:
     """Trains per cfg on Spark with TFoS; `variant: all` trains every variant and compares them.
-    Raises ConfigError before Spark starts for bad settings, and before anything is deleted for any
-    setting Spark's executors decide (--overwrite deletes last)."""
+    `spark`: a SparkSession to use (a notebook's), or None / a session.JobSession for the job's own,
+    started once every check has passed. Raises ConfigError before Spark starts for bad settings, and
+    before anything is deleted for any setting Spark's executors decide (--overwrite deletes last)."""
     cfg = replace(
         cfg,
         data_dir=storage.absolute(cfg.data_dir or sample_data_dir()),
@@ -71,36 +74,30 @@ def run_training(cfg: TrainConfig, master_url: str | None = None) -> TrainResult
             _report_takeovers(locks)
             states = _states(runs, finished=True)
             return _finish(cfg, {run.variant: _already_finished(run, states[run.variant]) for run in runs})
-    master, user_conf = spark_conf(master_url)
-    nodes = expected_nodes(cfg, master, user_conf)
+    source = session_source(spark)
+    nodes = expected_nodes(cfg, source.master, source.conf)
     if cfg.batch_size % nodes:
         raise ConfigError(
             f"--batch-size {cfg.batch_size} does not split evenly over {nodes} TF nodes; "
             f"use a multiple of {nodes}"
         )
-    address = bind_address(cfg, master)
-    cluster = Cluster(master, nodes, address)
+    cluster = Cluster(source.master, nodes, source.address(cfg.bind_address))
     preload_tfos()
-    # A local master may start this driver again (loopback.py) inside start_session: the lock is taken
-    # after it, by the driver that trains, and before anything is written.
-    spark = start_session("tfos-facecnn-train", master, address, user_conf, env)
+    # A local master may start this driver again (loopback.py) as the job's session opens: the lock is
+    # taken after it, by the driver that trains, before anything is written, and released last, once
+    # Spark has stopped every TF node of this run.
+    held = False
     try:
-        locks.acquire()
-    except BaseException:
-        spark.stop()
-        raise
-    with locks, _terminate_unwinds():  # released last, once Spark has stopped every TF node of this run
-        try:
-            _report_takeovers(locks)
-            states = _states(runs)  # again under the lock: another run may have ended meanwhile
-            return _finish(cfg, _train_all(spark.sparkContext, cluster, runs, states, data))
-        finally:
-            spark.stop()
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised as the interrupt Ctrl-C raises: no handler on the way treats it as a failure to
-    explain (SystemExit is what TFoS raises for a failed node)."""
+        with source.open("tfos-facecnn-train", cluster.address, env) as session:
+            locks.acquire()
+            held = True
+            with _terminate_unwinds():
+                _report_takeovers(locks)
+                states = _states(runs)  # again under the lock: another run may have ended meanwhile
+                return _finish(cfg, _train_all(session.sparkContext, cluster, runs, states, data))
+    finally:
+        if held:
+            locks.release()
 
 
 @contextmanager
@@ -161,13 +158,13 @@ def _train_all(sc, cluster: Cluster, runs: list[TrainConfig], states: dict[str, 
         plan.release()
 
 
-def _finish(cfg: TrainConfig, results: dict[str, TrainResult]) -> TrainResult | dict[str, TrainResult]:
+def _finish(cfg: TrainConfig, results: dict[str, TrainResult]) -> TrainResult:
     if cfg.variant != ALL_VARIANTS:
         return results[cfg.variant]
     from .compare import write_comparison
 
     print(f"comparison: {write_comparison(cfg.export_dir, results)}", flush=True)
-    return results
+    return TrainResult(cfg.export_dir, [], {}, {}, variants=results)
 
 
 def _train(sc, cfg: TrainConfig, state: RunState, cluster: Cluster, plan: DriverPlan) -> TrainResult:
@@ -218,9 +215,9 @@ def _exported(cfg: TrainConfig, records: dict[str, Any], plan: DriverPlan) -> Tr
     which = f" (weights of epoch {chosen['epoch']}: {chosen['rule']})" if chosen else ""
     print(f"exported model to {storage.join(cfg.export_dir, MODEL_FILE)}{which}", flush=True)
     if cfg.report:
-        from .evaluate_job import report_after_training
+        from .evaluate import training_report
 
-        print(f"report: {report_after_training(cfg.export_dir, cfg, plan.summary)}", flush=True)
+        print(f"report: {training_report(cfg.export_dir, cfg, plan.summary)}", flush=True)
     return result
 
 

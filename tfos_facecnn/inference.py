@@ -11,8 +11,8 @@ import hashlib
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,8 +24,24 @@ from .data.images import ImageDecodeError, decode_image
 from .export import MODEL_FILE
 
 BATCH = 64  # images per predict call: amortises the call overhead, bounded memory at any image size
+OUTPUT_FORMATS = ("csv", "parquet")  # jobs/predict.py --format
+DEFAULT_MODEL = "output/export"  # the training job's default --export-dir
 LIST_SUFFIXES = (".txt", ".lst", ".list")  # a file of paths, one per line
 GLOB_CHARS = "*?["
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """What jobs/predict.py (and `predict` from Python) scores, with which model, into where."""
+
+    inputs: tuple[str, ...]  # folders, globs, .txt lists of paths/URIs, image paths
+    output: str  # a folder: Spark's part files and _SUCCESS
+    model: str = DEFAULT_MODEL  # an export dir or a model.keras
+    format: str = "csv"
+    overwrite: bool = False
+    batch_size: int = BATCH  # images per predict call on an executor
+    bind_address: str = "auto"  # the job's sockets (TrainConfig.bind_address)
+    storage: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)  # fsspec options
 
 
 @dataclass(frozen=True)
@@ -185,3 +201,50 @@ def predict_on_spark(sc, model_path: str, paths: Sequence[str], batch_size: int 
     return sc.parallelize(list(paths), partitions).mapPartitions(
         predict_partition(ship_model(sc, model_path), batch_size, storage_options)
     )
+
+
+def predict(spark: Any, pcfg: PredictConfig) -> dict[str, Any]:
+    """jobs/predict.py: checks everything it can before Spark starts, then predicts and writes; returns
+    counts. `spark`: a SparkSession, or None for the job's own, started once the checks pass."""
+    from .part_writer import parquet_available, write_parts
+    from .session import session_source
+    from .storage.access import prepare_storage
+
+    if pcfg.batch_size < 1:
+        raise ConfigError(f"--batch-size {pcfg.batch_size} must be at least 1")
+    if pcfg.format not in OUTPUT_FORMATS:
+        raise ConfigError(f"--format {pcfg.format!r} is not one of {', '.join(OUTPUT_FORMATS)}")
+    options = dict(pcfg.storage)
+    output, model = storage.absolute(pcfg.output), storage.absolute(pcfg.model)
+    env = prepare_storage(options, {"--model": model}, {"--output": output})
+    model_path = model_file(model)
+    if storage.exists(output) and not pcfg.overwrite:
+        raise ConfigError(f"--output {output!r} already exists; pass --overwrite to replace it")
+    paths = expand_inputs(pcfg.inputs)
+    env |= storage.forwarded_env(paths)
+    if not storage.is_local(output) and pcfg.format == "parquet":
+        parquet_available()
+    source = session_source(spark)
+    with source.open("tfos-facecnn-predict", source.address(pcfg.bind_address), env) as session:
+        from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+
+        schema = StructType([
+            StructField("path", StringType(), False),
+            StructField("p_face", DoubleType(), True),
+            StructField("label", StringType(), True),
+            StructField("error", StringType(), True),
+        ])
+        rows = predict_on_spark(session.sparkContext, model_path, paths, pcfg.batch_size, options).cache()
+        try:
+            if storage.is_local(output):
+                frame = session.createDataFrame(rows, schema)
+                writer = frame.write.mode("overwrite" if pcfg.overwrite else "errorifexists").format(pcfg.format)
+                if pcfg.format == "csv":
+                    writer = writer.option("header", True)
+                writer.save(output)
+            else:
+                write_parts(rows, output, pcfg.format, options)
+            failed = rows.filter(lambda row: row[3] is not None).map(lambda row: (row[0], row[3])).collect()
+        finally:
+            rows.unpersist()
+    return {"rows": len(paths), "errors": failed, "output": output, "format": pcfg.format}

@@ -1,78 +1,46 @@
-"""Entry points of the jobs/ scripts: parse, run one package function, turn errors into exit codes."""
+"""Every job has one shape: argv -> its frozen config (cli.py) -> one library function(spark, config) ->
+a summary line; errors.py maps failures to exit codes. The jobs/*.py scripts call these."""
 
 from __future__ import annotations
 
 import logging
-import sys
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
-from .config import ConfigError
+from .errors import run_command
 
-EXIT_BAD_INPUT = 2  # the user's settings or inputs are wrong: nothing was started
-EXIT_FAILED = 1  # the job ran and failed
-T = TypeVar("T")
+LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 
-def _run(work: Callable[[], T], summarize: Callable[[T], None]) -> int:
-    """Runs a job; a ConfigError or failure becomes one 'error: ...' line and an exit code."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        result = work()
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except (RuntimeError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_FAILED
-    summarize(result)
-    return 0
-
-
-def run_prepare(argv: Sequence[str]) -> int:
-    def work() -> tuple[Any, dict[str, Any]]:
-        from .cli import parse_prepare_args
-        from .prepare import run_prepare_job
-
-        pcfg, master, bind = parse_prepare_args(argv)
-        return pcfg, run_prepare_job(pcfg, master, bind)
-
-    def summarize(result: tuple[Any, dict[str, Any]]) -> None:
-        pcfg, manifest = result
-        counts = manifest["counts"]
-        print(f"prepared {pcfg.output_dir}: " + ", ".join(f"{s} {counts[s]['total']}" for s in counts)
-              + f" records ({manifest['record_format']}, {manifest['image_size']} px); "
-              f"{len(manifest['skipped'])} skipped")
-
-    return _run(work, summarize)
+def _job(work) -> int:
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+    return run_command(work)
 
 
 def run_train(argv: Sequence[str]) -> int:
-    def work():
+    def work() -> None:
         from .cli import parse_train_args
-        from .driver import run_training
+        from .driver import train
+        from .session import session_source
 
         cfg, master = parse_train_args(argv)
-        return run_training(cfg, master)
-
-    def summarize(result) -> None:
-        for variant_result in result.values() if isinstance(result, dict) else [result]:
-            test = variant_result.metrics.get("test", {})
+        result = train(session_source(master_url=master), cfg)
+        for trained in result.each():
+            test = trained.metrics.get("test", {})
             print(f"done: test accuracy={test.get('accuracy')} on {test.get('count')} images; "
-                  f"outputs in {variant_result.export_dir}")
+                  f"outputs in {trained.export_dir}")
 
-    return _run(work, summarize)
+    return _job(work)
 
 
 def run_crossval(argv: Sequence[str]) -> int:
-    def work() -> dict[str, Any]:
+    def work() -> None:
         from .cli import parse_crossval_args
-        from .crossval import run_crossval as crossval
+        from .crossval import crossval
+        from .session import session_source
 
         cfg, folds, master = parse_crossval_args(argv)
-        return crossval(cfg, folds, master)
-
-    def summarize(summary: dict[str, Any]) -> None:
+        summary = crossval(session_source(master_url=master), cfg, folds)
         for row in summary["folds"]:
             interval = row["interval_95"]
             print(f"fold {row['fold']}: test accuracy {row['accuracy']:.3f} on {row['images']} images "
@@ -83,33 +51,67 @@ def run_crossval(argv: Sequence[str]) -> int:
               f"{summary['max_accuracy']:.3f}); pooled {summary['pooled_accuracy']:.3f} on "
               f"{summary['images_tested']} images (95% {pooled['low']:.2f}-{pooled['high']:.2f})")
 
-    return _run(work, summarize)
+    return _job(work)
+
+
+def run_prepare(argv: Sequence[str]) -> int:
+    def work() -> None:
+        from .cli import parse_prepare_args
+        from .prepare import prepare
+        from .session import session_source
+
+        pcfg, master = parse_prepare_args(argv)
+        manifest = prepare(session_source(master_url=master), pcfg)
+        counts = manifest["counts"]
+        print(f"prepared {pcfg.output_dir}: " + ", ".join(f"{s} {counts[s]['total']}" for s in counts)
+              + f" records ({manifest['record_format']}, {manifest['image_size']} px); "
+              f"{len(manifest['skipped'])} skipped")
+
+    return _job(work)
+
+
+def run_evaluate(argv: Sequence[str]) -> int:
+    def work() -> None:
+        from .cli import parse_evaluate_args
+        from .evaluate import evaluate
+        from .session import session_source
+
+        ecfg, master = parse_evaluate_args(argv)
+        result = evaluate(session_source(master_url=master), ecfg)
+        m = result["metrics"]
+        print(f"evaluated {m['count']} images: accuracy={m['accuracy']:.4f} f1={m['f1']:.4f} "
+              f"roc_auc={m['roc_auc']}; {len(m['errors'])} unreadable; report in {result['output_dir']}/report.md")
+
+    return _job(work)
 
 
 def run_predict(argv: Sequence[str]) -> int:
-    def work() -> dict[str, Any]:
-        from .predict_job import run_batch_predict
+    def work() -> None:
+        from .cli import parse_predict_args
+        from .inference import predict
+        from .session import session_source
 
-        return run_batch_predict(argv)
-
-    def summarize(summary: dict[str, Any]) -> None:
+        pcfg, master = parse_predict_args(argv)
+        summary = predict(session_source(master_url=master), pcfg)
         for path, reason in summary["errors"]:
             print(f"could not predict {path}: {reason}")
         print(f"predicted {summary['rows'] - len(summary['errors'])} of {summary['rows']} images into "
               f"{summary['output']} ({summary['format']}); {len(summary['errors'])} error row(s)")
 
-    return _run(work, summarize)
+    return _job(work)
 
 
-def run_evaluate(argv: Sequence[str]) -> int:
-    def work() -> dict[str, Any]:
-        from .evaluate_job import run_evaluate as evaluate
+def run_local_predict(args: Any) -> int:
+    """`python -m tfos_facecnn predict` (its dispatcher maps errors to exit codes): 'path<TAB>label<TAB>
+    p_face' per image (or its error), no Spark; 1 if any image failed."""
+    from .inference import expand_inputs, load_model, model_file, predict_paths
 
-        return evaluate(argv)
-
-    def summarize(result: dict[str, Any]) -> None:
-        m = result["metrics"]
-        print(f"evaluated {m['count']} images: accuracy={m['accuracy']:.4f} f1={m['f1']:.4f} "
-              f"roc_auc={m['roc_auc']}; {len(m['errors'])} unreadable; report in {result['output_dir']}/report.md")
-
-    return _run(work, summarize)
+    model = load_model(model_file(args.model))
+    failed = 0
+    for row in predict_paths(model, expand_inputs(args.images)):
+        if row.error is None:
+            print(f"{row.path}\t{row.label}\t{row.p_face:.4f}", flush=True)
+        else:
+            failed += 1
+            print(f"{row.path}\terror\t{row.error}", flush=True)
+    return 1 if failed else 0

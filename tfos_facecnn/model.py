@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .augment import augmentation_layers
-from .config import AugmentConfig, TrainConfig
+from .config import VARIANTS, AugmentConfig, TrainConfig
 from .kerasenv import legacy_keras
 
 CONV_BLOCKS = (  # (filters, kernel, stride, pool): the reference architecture
@@ -32,8 +32,8 @@ def build_model(
     """
     keras = legacy_keras()
     layers = keras.layers
-    if variant not in ("base", "l1", "l2", "dropout"):
-        raise ValueError(f"unknown variant {variant!r}; use one of base, l1, l2, dropout")
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
     regularizer = None
     if variant == "l1":
         regularizer = keras.regularizers.L1(l1_factor)

@@ -3,20 +3,19 @@
 pyspark's own writers reach s3://, gs:// and abfs:// only through Hadoop connectors (hadoop-aws'
 s3a and the like: jars that pyspark does not ship), so for a URI each partition writes its part file
 through the project's storage layer into a staging prefix, published with _SUCCESS written last.
-Local outputs still use Spark's writers (predict_job.py).
+Local outputs still use Spark's writers (inference.predict).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from . import storage
 from .config import ConfigError
-from .export import publish, staging_dir
+from .export import staged_output
 
 COLUMNS = ("path", "p_face", "label", "error")
 
@@ -71,13 +70,5 @@ def part_writer(staging: str, fmt: str, storage_options: dict[str, Any]) -> Call
 
 def write_parts(rows, output: str, fmt: str, storage_options: dict[str, Any]) -> list[str]:
     """Writes the RDD of prediction rows to `output` (replacing what is there); returns the part names."""
-    run_id = uuid.uuid4().hex[:12]
-    staging = staging_dir(output, run_id)
-    try:
-        parts = rows.mapPartitionsWithIndex(part_writer(staging, fmt, storage_options)).collect()
-        publish(staging, output, run_id)
-    except BaseException:
-        if storage.exists(staging):
-            storage.remove_tree(staging)
-        raise
-    return parts
+    with staged_output(output) as staging:
+        return rows.mapPartitionsWithIndex(part_writer(staging, fmt, storage_options)).collect()

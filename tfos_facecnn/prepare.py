@@ -9,7 +9,6 @@ existing one is never partially overwritten.
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +19,7 @@ from .data.discover import LABEL_NAMES, discover
 from .data.prepared import MANIFEST, build_manifest
 from .data.records import assign_splits, conflicting_files
 from .data.split import SPLITS, TRAIN
-from .export import publish, staging_dir, write_json
+from .export import staged_output, write_json
 
 
 @dataclass(frozen=True)
@@ -36,6 +35,7 @@ class PrepareConfig:
     overwrite: bool = False
     cv_folds: int = 0  # cross-validation: fold cv_fold is the test split (TrainConfig.cv_folds)
     cv_fold: int = 0
+    bind_address: str = "auto"  # the job's sockets (TrainConfig.bind_address)
     # fsspec options per storage scheme (the `storage:` config section); may hold credentials
     storage: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
 
@@ -45,7 +45,7 @@ class PrepareConfig:
                    image_size=cfg.image_size,
                    split_seed=cfg.split_seed, val_fraction=cfg.val_fraction,
                    test_fraction_of_val=cfg.test_fraction_of_val, cv_folds=cfg.cv_folds, cv_fold=cfg.cv_fold,
-                   storage=cfg.storage, **overrides)
+                   bind_address=cfg.bind_address, storage=cfg.storage, **overrides)
 
     def split_settings(self) -> dict[str, Any]:
         folds = {"cv_folds": self.cv_folds, "cv_fold": self.cv_fold} if self.cv_folds else {}
@@ -151,9 +151,7 @@ def prepare_on_spark(sc, pcfg: PrepareConfig) -> dict[str, Any]:
     root = found.root.rstrip("/") + "/"
     items = [(r.path, r.label, r.split, r.path[len(root):]) for r in records]
 
-    run_id = uuid.uuid4().hex[:12]
-    staging = staging_dir(pcfg.output_dir, run_id)
-    try:
+    with staged_output(pcfg.output_dir, last=MANIFEST) as staging:
         results = _write_shards(sc, pcfg, items, staging)
         conflicts = conflicting_files([row for result in results for row in result["digests"]])
         if conflicts:
@@ -166,26 +164,18 @@ def prepare_on_spark(sc, pcfg: PrepareConfig) -> dict[str, Any]:
                                   sorted(results, key=lambda r: r["file"]), found.ignored,
                                   [{"path": path, "reason": reason} for path, reason in conflicts])
         write_json(storage.join(staging, MANIFEST), manifest)  # last: marks the data set complete
-        publish(staging, pcfg.output_dir, run_id, marker=None, last=MANIFEST)
-    except BaseException:
-        if storage.exists(staging):
-            storage.remove_tree(staging)
-        raise
     return manifest
 
 
-def run_prepare_job(pcfg: PrepareConfig, master_url: str | None, bind_setting: str = "auto") -> dict[str, Any]:
-    """The prepare job as spark-submit runs it: checks first, then its own SparkSession."""
-    from .spark_env import bind_address, spark_conf, start_session
+def prepare(spark: Any, pcfg: PrepareConfig) -> dict[str, Any]:
+    """The prepare job: checks first, then shards on Spark (`spark`: a SparkSession, or None for the job's
+    own, started once the checks pass); returns the manifest."""
+    from .session import session_source
     from .storage.access import prepare_storage
 
     env = prepare_storage(pcfg.storage, {"--data-dir": pcfg.data_dir}, {"--output-dir": pcfg.output_dir})
     check_output_location(pcfg.data_dir, pcfg.output_dir, pcfg.overwrite)
     discover(pcfg.data_dir)  # a missing or malformed data dir stops before Spark starts
-    master, user_conf = spark_conf(master_url)
-    address = bind_address(TrainConfig(bind_address=bind_setting), master)
-    spark = start_session("tfos-facecnn-prepare", master, address, user_conf, env)
-    try:
-        return prepare_on_spark(spark.sparkContext, pcfg)
-    finally:
-        spark.stop()
+    source = session_source(spark)
+    with source.open("tfos-facecnn-prepare", source.address(pcfg.bind_address), env) as session:
+        return prepare_on_spark(session.sparkContext, pcfg)

@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass
 
 from .config import ConfigError, TrainConfig
-from .loopback import LOCAL_IP_ENV, relaunch_on, under_spark_submit
 
 LOCAL_RE = re.compile(r"^local(\[(\*|\d+)(,\s*\d+)?\])?$")
 LOCAL_CLUSTER_RE = re.compile(r"^local-cluster\[\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\]$")
@@ -72,10 +71,11 @@ def node_threads(master: Master, conf: dict[str, str]) -> int:
     return int(cores) if cores.strip().isdigit() and int(cores) > 0 else 0
 
 
-def bind_address(cfg: TrainConfig, master: Master) -> str | None:
-    """The address every TFoS/TF socket of the job uses; None lets TFoS route as it does by default."""
-    if cfg.bind_address != "auto":
-        return cfg.bind_address
+def bind_address(setting: str, master: Master) -> str | None:
+    """The address every TFoS/TF socket of the job uses (--bind-address: an address, or 'auto'); None
+    lets TFoS route as it does by default."""
+    if setting != "auto":
+        return setting
     return LOOPBACK if master.is_local_machine else None
 
 
@@ -163,30 +163,3 @@ def wait_for_executors(sc, wanted: int, timeout_s: float = EXECUTOR_WAIT_S) -> i
         time.sleep(0.2)  # polling the driver's own executor table, not waiting on another process blindly
 
 
-def spark_conf(master_url: str | None) -> tuple[Master, dict[str, str]]:
-    """The master and the user's Spark settings (spark-submit's --master/--conf/properties file)."""
-    from pyspark import SparkConf, SparkContext
-
-    local = parse_master(master_url or "local[*]").is_local_machine
-    if local and not under_spark_submit() and LOCAL_IP_ENV not in os.environ:
-        os.environ[LOCAL_IP_ENV] = LOOPBACK  # the JVM pyspark starts next inherits it (see loopback.py)
-    SparkContext._ensure_initialized()  # joins spark-submit's JVM, so SparkConf sees its settings
-    conf = SparkConf()
-    if master_url:
-        conf.setMaster(master_url)
-    user_conf = dict(conf.getAll())
-    return parse_master(user_conf.get("spark.master", "local[*]")), user_conf
-
-
-def start_session(app_name: str, master: Master, address: str | None, user_conf: dict[str, str],
-                  executor_env: dict[str, str] | None = None):
-    from pyspark.sql import SparkSession
-
-    if address is not None and master.is_local_machine and LOCAL_IP_ENV not in os.environ and under_spark_submit():
-        relaunch_on(address, master.url, user_conf)  # exits with the relaunched job's code
-    builder = SparkSession.builder.appName(app_name).master(master.url)
-    for key, value in session_settings(master, address, user_conf, executor_env).items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")  # the console is for the job's own progress lines
-    return spark

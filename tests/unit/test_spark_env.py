@@ -33,9 +33,9 @@ def test_node_count_from_spark_conf():
 
 
 def test_loopback_on_local_masters_and_user_settings_win():
-    assert bind_address(TrainConfig(), parse_master("local-cluster[2,1,1024]")) == "127.0.0.1"
-    assert bind_address(TrainConfig(), parse_master("yarn")) is None
-    assert bind_address(TrainConfig(bind_address="10.0.0.5"), parse_master("yarn")) == "10.0.0.5"
+    assert bind_address(TrainConfig().bind_address, parse_master("local-cluster[2,1,1024]")) == "127.0.0.1"
+    assert bind_address(TrainConfig().bind_address, parse_master("yarn")) is None
+    assert bind_address(TrainConfig(bind_address="10.0.0.5").bind_address, parse_master("yarn")) == "10.0.0.5"
     settings = session_settings(parse_master("local[*]"), "127.0.0.1", {"spark.task.maxFailures": "4"})
     assert "spark.task.maxFailures" not in settings
     assert settings["spark.driver.bindAddress"] == "127.0.0.1"

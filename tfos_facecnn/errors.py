@@ -1,0 +1,45 @@
+"""One mapping of errors to exit codes, for every command of the project (jobs/, python -m tfos_facecnn,
+the cluster launcher): a failure becomes one `error: ...` line on stderr and its code, never a traceback.
+
+- 2: the user's settings or inputs are wrong (ConfigError; the download's UsageError): nothing was started;
+- 1: the job ran and failed (RuntimeError, OSError, ValueError, the download's DownloadError);
+- 130 / 143: interrupted by Ctrl-C / stopped by SIGTERM.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from .config import ConfigError
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as the interrupt Ctrl-C raises (driver._terminate_unwinds): it unwinds the same
+    way, and no handler on the way treats it as a failure to explain."""
+
+
+def _bad_input(error: BaseException) -> bool:
+    from .fetch.errors import UsageError
+
+    return isinstance(error, (ConfigError, UsageError))
+
+
+def run_command(work: Callable[[], int | None], interrupted: str = "interrupted") -> int:
+    """Runs a command's work and returns its exit code; `interrupted` is the line printed on Ctrl-C."""
+    try:
+        return work() or 0
+    except Terminated:
+        print(f"error: stopped by SIGTERM; {interrupted}", file=sys.stderr)
+        return EXIT_TERMINATED
+    except KeyboardInterrupt:
+        print(f"error: {interrupted}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (RuntimeError, OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT if _bad_input(e) else EXIT_FAILED
