@@ -325,14 +325,14 @@ def compose(state: NodeEvents, lost: list[Lost], cause: BaseException | None, te
     return "\n".join(lines)
 
 
-def resume_hint(cfg) -> str:
+def resume_hint(cfg, nodes: int) -> str:
     """The last line of every failure: what running the same command again does (resume.run_state, which
     only reads). With --overwrite the same command would start afresh, so the hint says to drop it."""
     from .config import ConfigError
     from .resume import run_state
 
     try:
-        state = run_state(dataclasses.replace(cfg, overwrite=False))
+        state = run_state(dataclasses.replace(cfg, overwrite=False), nodes)
     except ConfigError as e:
         return f"the training state cannot be resumed ({e})"
     except OSError as e:
@@ -348,9 +348,10 @@ def resume_hint(cfg) -> str:
 
 
 def explain(events: EventServer, cause: BaseException | None, sc, cfg, heartbeat_s: float,
-            tfos_error: str | None = None) -> RuntimeError:
+            resume: Callable[[], str], tfos_error: str | None = None) -> RuntimeError:
     """The job's error after a failure: waits (bounded) for evidence of a lost node when no node
-    reported an error of its own, then names the lost node first and the survivors after it."""
+    reported an error of its own, then names the lost node first and the survivors after it, and ends
+    with `resume()` (resume_hint: where the same command starts again)."""
     texts = [t for t in (str(cause) if cause is not None else "", tfos_error or "") if t]
     spark_lost = spark_losses(texts)
     silence_s = SILENT_HEARTBEATS * heartbeat_s + 1.0
@@ -364,5 +365,5 @@ def explain(events: EventServer, cause: BaseException | None, sc, cfg, heartbeat
 
     lost = wait_for_lost(events, look, window_s)
     state = events.snapshot()
-    return RuntimeError(compose(state, lost, cause, texts, spark_lost, cfg.finish_timeout, resume_hint(cfg),
+    return RuntimeError(compose(state, lost, cause, texts, spark_lost, cfg.finish_timeout, resume(),
                                 tolerance_s=heartbeat_s))

@@ -14,7 +14,7 @@ import sys
 import threading
 from typing import Any
 
-from .blame import HEARTBEATS_STOPPED, explain
+from .blame import HEARTBEATS_STOPPED, explain, resume_hint
 from .config import TrainConfig
 from .events import EventServer
 from .modes.base import NodePlan
@@ -112,13 +112,14 @@ def run_cluster(sc, plan: NodePlan, cluster: Cluster, feed, events: EventServer)
             finished = events.wait_for(lambda s: len(s.done) >= nodes, cfg.finish_timeout)
     except (Exception, SystemExit) as e:  # TFoS calls sys.exit(1) when a node fails
         signal.alarm(0)
-        raise node_failure(events, e, sc, cfg, TFCluster.tf_status.get("error")) from e
+        raise node_failure(events, e, sc, cfg, nodes, TFCluster.tf_status.get("error")) from e
     if not finished:
-        raise node_failure(events, None, sc, cfg, TFCluster.tf_status.get("error"))
+        raise node_failure(events, None, sc, cfg, nodes, TFCluster.tf_status.get("error"))
 
 
-def node_failure(events: EventServer, cause: BaseException | None, sc, cfg: TrainConfig,
+def node_failure(events: EventServer, cause: BaseException | None, sc, cfg: TrainConfig, nodes: int,
                  tfos_error: str | None = None) -> RuntimeError:
     """The job's error: the lost node first (waiting, bounded, for the evidence), then the survivors'
     errors, then where the same command resumes."""
-    return explain(events, cause, sc, cfg, heartbeat_interval(cfg.node_timeout), tfos_error)
+    return explain(events, cause, sc, cfg, heartbeat_interval(cfg.node_timeout), lambda: resume_hint(cfg, nodes),
+                   tfos_error)

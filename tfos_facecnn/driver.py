@@ -68,14 +68,14 @@ def train(spark: Any, cfg: TrainConfig) -> TrainResult:
     data = mode_for(cfg.input_mode).check_data(cfg)
     if cfg.variant == ALL_VARIANTS and not cfg.overwrite:
         check_foreign(cfg.model_dir, cfg.export_dir)
-    states = _states(runs)  # reads only: a foreign or unreadable MODEL_DIR stops here
+    source = session_source(spark)  # reads Spark's settings; no session starts before every check passed
+    nodes = expected_nodes(cfg, source.master, source.conf)
+    states = _states(runs, nodes)  # reads only: a foreign or unreadable MODEL_DIR, another run's, stop here
     if all(state.finished for state in states.values()):
         with locks.acquire():  # no Spark, but leftovers may be deleted and the comparison written
             _report_takeovers(locks)
-            states = _states(runs, finished=True)
+            states = _states(runs, nodes, finished=True)
             return _finish(cfg, {run.variant: _already_finished(run, states[run.variant]) for run in runs})
-    source = session_source(spark)
-    nodes = expected_nodes(cfg, source.master, source.conf)
     if cfg.batch_size % nodes:
         raise ConfigError(
             f"--batch-size {cfg.batch_size} does not split evenly over {nodes} TF nodes; "
@@ -93,7 +93,7 @@ def train(spark: Any, cfg: TrainConfig) -> TrainResult:
             held = True
             with _terminate_unwinds():
                 _report_takeovers(locks)
-                states = _states(runs)  # again under the lock: another run may have ended meanwhile
+                states = _states(runs, nodes)  # again under the lock: another run may have ended meanwhile
                 return _finish(cfg, _train_all(session.sparkContext, cluster, runs, states, data))
     finally:
         if held:
@@ -120,8 +120,8 @@ def _terminate_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _states(runs: list[TrainConfig], finished: bool = False) -> dict[str, RunState]:
-    states = {run.variant: run_state(run) for run in runs}
+def _states(runs: list[TrainConfig], nodes: int, finished: bool = False) -> dict[str, RunState]:
+    states = {run.variant: run_state(run, nodes) for run in runs}
     if finished and not all(state.finished for state in states.values()):
         raise RuntimeError(f"another run changed {', '.join(run.model_dir for run in runs)} while this one "
                            "started; run the command again")

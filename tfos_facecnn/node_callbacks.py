@@ -80,7 +80,7 @@ def epoch_progress(reporter: EventClient, setup: NodeSetup, status: dict[str, An
 
     cfg, node, is_chief = setup.plan.config, setup.node, setup.is_chief
     images_per_epoch = setup.plan.steps_per_epoch * cfg.batch_size
-    run_fingerprint = fingerprint(cfg)
+    run_fingerprint = fingerprint(cfg, setup.workers)
 
     class EpochProgress(legacy_keras().callbacks.Callback):
         def __init__(self) -> None:

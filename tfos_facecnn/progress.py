@@ -15,17 +15,19 @@ from .config import ConfigError, TrainConfig
 from .export import read_json, write_json
 
 PROGRESS_FILE = "progress.json"  # in MODEL_DIR
-# Settings that do not change what is trained: a run may resume with other values of these.
+# Settings that do not change what is trained: a run may resume with other values of these. The input
+# mode is in the fingerprint (the two modes order and pad their batches differently), and so is the node
+# count (it splits the global batch and the data): either changes what the epochs trained on.
 NOT_IN_FINGERPRINT = {
     "epochs", "model_dir", "export_dir", "cluster_size", "bind_address", "reservation_timeout", "feed_timeout",
-    "finish_timeout", "node_timeout", "collective_timeout", "cache_limit_mb", "report", "overwrite", "input_mode",
+    "finish_timeout", "node_timeout", "collective_timeout", "cache_limit_mb", "report", "overwrite",
     "shard_cache_mb", "storage",  # storage options may hold credentials: never written into progress.json
 }
 
 
-def fingerprint(cfg: TrainConfig) -> dict[str, Any]:
-    """The settings that decide what a run trains: a run resumes only where its fingerprint matches."""
-    return {k: v for k, v in cfg.to_dict().items() if k not in NOT_IN_FINGERPRINT}
+def fingerprint(cfg: TrainConfig, nodes: int) -> dict[str, Any]:
+    """What decides what a run trains, on `nodes` TF nodes: a run resumes only where this matches."""
+    return {**{k: v for k, v in cfg.to_dict().items() if k not in NOT_IN_FINGERPRINT}, "nodes": nodes}
 
 
 @dataclass(frozen=True)

@@ -96,9 +96,10 @@ def _check_archive(path: str, fix: str) -> None:
         raise ConfigError(f"{path} is corrupt ({bad}); pass --overwrite to train afresh, or delete {path} {fix}")
 
 
-def run_state(cfg: TrainConfig) -> RunState:
-    """What MODEL_DIR holds for this run. Reads only; raises ConfigError for a model dir holding a run
-    with other settings, foreign files or an unreadable state file."""
+def run_state(cfg: TrainConfig, nodes: int) -> RunState:
+    """What MODEL_DIR holds for this run on `nodes` TF nodes. Reads only; raises ConfigError for a model
+    dir holding a run with other settings (the input mode and node count included), foreign files or an
+    unreadable state file."""
     model_dir = cfg.model_dir
     if cfg.overwrite:
         held = [name for name in STATE_NAMES if storage.exists(storage.join(model_dir, name))]
@@ -116,10 +117,10 @@ def run_state(cfg: TrainConfig) -> RunState:
             return RunState(clear=True, message=f"no finished epoch yet: starting at epoch 1 ({model_dir} holds "
                             f"{', '.join(partial)} of an attempt that ended before its first epoch)")
         return RunState()
-    if progress.fingerprint != fingerprint(cfg):
+    if progress.fingerprint != fingerprint(cfg, nodes):
         raise ConfigError(
             f"--model-dir {model_dir!r} holds a run with other settings "
-            f"({_differences(progress.fingerprint, fingerprint(cfg))}); "
+            f"({_differences(progress.fingerprint, fingerprint(cfg, nodes))}); "
             "pass --overwrite to start afresh or choose another --model-dir"
         )
     done, history, stopped = progress.epochs_done, progress.history, progress.stopped_early

@@ -47,6 +47,11 @@ def two_nodes(now: float, phase: str = "train") -> NodeEvents:
     return state
 
 
+def hint(tmp_path: Path):
+    """explain's last line for the run of config(tmp_path) on one node."""
+    return lambda: blame.resume_hint(config(tmp_path), 1)
+
+
 def test_spark_texts_name_the_executor_and_its_loss():
     python_exit = ("Lost task 1.0 in stage 0.0 (TID 1) (10.0.0.7 executor 3): org.apache.spark.SparkException: "
                    "Python worker exited unexpectedly (crashed)\n")
@@ -225,7 +230,7 @@ def test_explain_finds_the_dead_worker_behind_the_chiefs_collective_error(tmp_pa
             chief.send("failed", error=COLLECTIVE, log_tail=[])
             heard(server, lambda s: "worker:0" in s.progress and s.failures)
             started = time.monotonic()
-            error = str(blame.explain(server, None, None, config(tmp_path), heartbeat_s=2.0))
+            error = str(blame.explain(server, None, None, config(tmp_path), heartbeat_s=2.0, resume=hint(tmp_path)))
             assert time.monotonic() - started < 3  # the refused TF server is proof at once
         finally:
             server.stop()
@@ -241,7 +246,7 @@ def test_explain_waits_boundedly_for_silence_when_the_server_cannot_be_probed(tm
         EventClient(server.address, server.token, "chief:0").send("failed", error=COLLECTIVE, log_tail=[])
         heard(server, lambda s: "worker:0" in s.started and s.failures)
         started = time.monotonic()
-        error = str(blame.explain(server, None, None, config(tmp_path), heartbeat_s=0.5))
+        error = str(blame.explain(server, None, None, config(tmp_path), heartbeat_s=0.5, resume=hint(tmp_path)))
         waited = time.monotonic() - started
     finally:
         server.stop()
@@ -257,7 +262,7 @@ def test_explain_does_not_wait_when_a_node_reported_its_own_error(tmp_path: Path
         EventClient(server.address, server.token, "chief:0").send("failed", error="RuntimeError: boom", log_tail=[])
         heard(server, lambda s: "worker:0" in s.started and s.failures)
         started = time.monotonic()
-        error = str(blame.explain(server, None, None, config(tmp_path), heartbeat_s=5.0))
+        error = str(blame.explain(server, None, None, config(tmp_path), heartbeat_s=5.0, resume=hint(tmp_path)))
         assert time.monotonic() - started < 2
     finally:
         server.stop()
@@ -275,7 +280,7 @@ def test_a_live_worker_keeping_its_heartbeat_is_not_blamed_after_the_window(tmp_
         import threading
 
         thread = threading.Thread(target=lambda: result.update(
-            error=str(blame.explain(server, None, None, config(tmp_path), heartbeat_s=0.5))))
+            error=str(blame.explain(server, None, None, config(tmp_path), heartbeat_s=0.5, resume=hint(tmp_path)))))
         thread.start()
         while thread.is_alive():
             worker.send("heartbeat", batches=5, phase="setup")
@@ -293,18 +298,18 @@ def write_progress(cfg: TrainConfig, done: int) -> None:
     rows = [{"epoch": e, "loss": 0.5, "val_loss": 0.5, "accuracy": 0.5, "val_accuracy": 0.5}
             for e in range(1, done + 1)]
     (model / "progress.json").write_text(json.dumps({"epochs": cfg.epochs, "epochs_done": done,
-                                                     "fingerprint": fingerprint(cfg), "history": rows}))
+                                                     "fingerprint": fingerprint(cfg, 1), "history": rows}))
 
 
 def test_resume_hint_says_where_the_same_command_starts(tmp_path: Path):
     cfg = config(tmp_path)
-    assert blame.resume_hint(cfg) == "run the same command to resume from epoch 1 of 12"
+    assert blame.resume_hint(cfg, 1) == "run the same command to resume from epoch 1 of 12"
     write_progress(cfg, 3)
-    assert blame.resume_hint(cfg) == "run the same command to resume from epoch 4 of 12"
-    assert blame.resume_hint(replace(cfg, overwrite=True)) == \
+    assert blame.resume_hint(cfg, 1) == "run the same command to resume from epoch 4 of 12"
+    assert blame.resume_hint(replace(cfg, overwrite=True), 1) == \
         "run the same command without --overwrite to resume from epoch 4 of 12"
     (Path(cfg.model_dir) / "progress.json").write_text("{")
-    assert blame.resume_hint(cfg).startswith("the training state cannot be resumed (")
+    assert blame.resume_hint(cfg, 1).startswith("the training state cannot be resumed (")
 
 
 def test_the_watchdog_declares_a_silent_node_lost_with_when_it_was_last_heard():

@@ -31,7 +31,7 @@ def write_progress(cfg: TrainConfig, done: int, **extra) -> Path:
     rows = [{"epoch": e, "loss": 1.0 / e, "val_loss": 1.0 + abs(e - 2), "accuracy": 0.5, "val_accuracy": 0.5}
             for e in range(1, done + 1)]
     path = model / "progress.json"
-    path.write_text(json.dumps({"epochs": cfg.epochs, "epochs_done": done, "fingerprint": fingerprint(cfg),
+    path.write_text(json.dumps({"epochs": cfg.epochs, "epochs_done": done, "fingerprint": fingerprint(cfg, 1),
                                 "history": rows, **extra}))
     return path
 
@@ -51,7 +51,7 @@ def test_overwrite_is_only_a_decision_nothing_is_deleted_by_the_check(tmp_path: 
     cfg = config(tmp_path, overwrite=True)
     write_progress(cfg, 2)
     (Path(cfg.model_dir) / "backup" / "chief").mkdir(parents=True)
-    state = run_state(cfg)
+    state = run_state(cfg, 1)
     assert state.clear and "--overwrite: deleted the earlier run's backup, progress.json" in state.message
     assert (Path(cfg.model_dir) / "backup" / "chief").is_dir() and (Path(cfg.model_dir) / "progress.json").exists()
     prepare_model_dir(cfg, state)  # what the driver calls once every check has passed
@@ -66,16 +66,16 @@ def test_a_corrupt_progress_file_is_named_with_the_fix(tmp_path: Path, content: 
     path.write_text(content)
     with pytest.raises(ConfigError, match=rf"^{path} is corrupt \(.*\); pass --overwrite to start afresh, or delete "
                        rf"{path}$"):
-        run_state(cfg)
-    assert run_state(replace(cfg, overwrite=True)).clear
+        run_state(cfg, 1)
+    assert run_state(replace(cfg, overwrite=True), 1).clear
 
 
 def test_a_crash_before_the_first_epoch_says_so(tmp_path: Path):
     cfg = config(tmp_path)
-    assert run_state(cfg) == RunState()  # nothing there: a plain fresh start
+    assert run_state(cfg, 1) == RunState()  # nothing there: a plain fresh start
     (Path(cfg.model_dir) / "tensorboard" / "train").mkdir(parents=True)
     (Path(cfg.model_dir) / "backup").mkdir()
-    state = run_state(cfg)
+    state = run_state(cfg, 1)
     assert state.clear and state.message.startswith("no finished epoch yet: starting at epoch 1")
 
 
@@ -86,11 +86,11 @@ def test_foreign_files_are_refused_unless_overwrite(tmp_path: Path):
     for name in (".nfs0001", "run.lock", "prepared-48px", "prepared-48px.staging-ab12", "progress.json.tmp-1f2e3d4c",
                  "tensorboard", "base"):
         (model / name).mkdir()
-    assert run_state(cfg).message.startswith("no finished epoch yet")  # all of those are a run's own
+    assert run_state(cfg, 1).message.startswith("no finished epoch yet")  # all of those are a run's own
     (model / "thesis.tex").write_text("mine")
     with pytest.raises(ConfigError, match=r"holds files that no training run wrote \(thesis.tex\); choose an empty"):
-        run_state(cfg)
-    assert run_state(replace(cfg, overwrite=True)).clear
+        run_state(cfg, 1)
+    assert run_state(replace(cfg, overwrite=True), 1).clear
     assert (model / "thesis.tex").read_text() == "mine"  # and --overwrite never deletes them
 
 
@@ -99,28 +99,28 @@ def test_an_export_dir_inside_the_model_dir_is_not_foreign(tmp_path: Path):
     for name in ("export", "export.staging-0123abcd", "export.old-0123abcd"):
         (tmp_path / "model" / name).mkdir(parents=True)
     (tmp_path / "model" / "export.lock").write_text("{}")
-    assert run_state(cfg) == RunState()
+    assert run_state(cfg, 1) == RunState()
 
 
 def test_a_model_without_progress_is_another_runs(tmp_path: Path):
     cfg = config(tmp_path)
     write_final(cfg)
     with pytest.raises(ConfigError, match=r"holds .*training_model.keras but no progress.json: a model of another run"):
-        run_state(cfg)
+        run_state(cfg, 1)
 
 
 def test_a_crash_during_the_export_re_exports_the_trained_weights(tmp_path: Path):
     cfg = config(tmp_path)
     write_progress(cfg, 3)
     final = write_final(cfg)
-    state = run_state(cfg)
+    state = run_state(cfg, 1)
     assert state.reexport and not state.clear and state.epochs_done == 3 and len(state.history) == 3
     assert f"exporting the trained weights in {final}" in state.message
     prepare_model_dir(cfg, state)
     assert final.exists()  # kept: it is what the export is made from
     final.write_bytes(final.read_bytes()[:20])  # cut short
     with pytest.raises(ConfigError, match=rf"{final} is corrupt .*pass --overwrite to train afresh, or delete {final}"):
-        run_state(cfg)
+        run_state(cfg, 1)
 
 
 def test_a_resumed_run_never_keeps_an_older_final_model(tmp_path: Path):
@@ -128,7 +128,7 @@ def test_a_resumed_run_never_keeps_an_older_final_model(tmp_path: Path):
     write_progress(cfg, 1)
     (Path(cfg.model_dir) / "backup" / "chief").mkdir(parents=True)
     final = write_final(cfg)
-    state = run_state(cfg)
+    state = run_state(cfg, 1)
     assert state.message.startswith("resuming at epoch 2 of 3")
     prepare_model_dir(cfg, state)
     assert not final.parent.exists() and (Path(cfg.model_dir) / "backup" / "chief").is_dir()
@@ -146,7 +146,7 @@ def test_leftovers_of_interrupted_runs_are_cleaned_at_the_next_run(tmp_path: Pat
     leftovers[2].write_text("{")
     kept = tmp_path / "export.old-0123abcd"  # the export is not complete: this may be the last good one
     kept.mkdir()
-    lines = prepare_model_dir(cfg, run_state(cfg))
+    lines = prepare_model_dir(cfg, run_state(cfg, 1))
     assert lines and lines[0].startswith("removed 3 leftover(s) of an interrupted run")
     assert not any(path.exists() for path in leftovers) and kept.exists()
     assert (Path(cfg.model_dir) / "backup" / "checkpoint").exists()
@@ -160,11 +160,25 @@ def test_a_finished_run_stays_finished(tmp_path: Path):
     export.mkdir()
     (export / "model.keras").write_text("m")
     (export / SUCCESS_MARKER).write_text("{}")
-    state = run_state(cfg)
+    state = run_state(cfg, 1)
     assert state.finished and "already holds this run's model (3 epochs)" in state.message
     other = replace(cfg, seed=7)
     with pytest.raises(ConfigError, match=r"holds a run with other settings \(seed: 42 -> 7\)"):
-        run_state(other)
+        run_state(other, 1)
+
+
+def test_another_input_mode_or_node_count_is_another_run_not_a_silent_no_op(tmp_path: Path):
+    cfg = config(tmp_path)  # a finished SPARK-mode run on one node
+    write_progress(cfg, 3)
+    Path(cfg.export_dir).mkdir()
+    (Path(cfg.export_dir) / "model.keras").write_text("m")
+    (Path(cfg.export_dir) / SUCCESS_MARKER).write_text("{}")
+    with pytest.raises(ConfigError, match=r"holds a run with other settings \(input_mode: 'spark' -> 'tensorflow'\);"
+                       r" pass --overwrite to start afresh or choose another --model-dir"):
+        run_state(replace(cfg, input_mode="tensorflow"), 1)
+    with pytest.raises(ConfigError, match=r"holds a run with other settings \(nodes: 1 -> 2\); pass --overwrite"):
+        run_state(cfg, 2)
+    assert run_state(replace(cfg, input_mode="tensorflow", overwrite=True), 2).clear
 
 
 @pytest.mark.timeout(300)
@@ -181,7 +195,7 @@ def test_reexport_writes_the_export_the_chief_did_not_finish(tmp_path: Path):
     model.save(str(final))
     # best/ keeps epoch 2's weights, which are the ones final/ holds: epoch 2 is the chosen one
     save_weights(str(Path(cfg.model_dir) / "best" / "weights.npz"), model.get_weights(), 2)
-    state = run_state(cfg)
+    state = run_state(cfg, 1)
     tests = [(str(SAMPLE / "faces" / "0.jpg"), 1), (str(SAMPLE / "comics" / "0.jpg"), 0)]
     summary = {"counts": {"test": {"total": 2}}, "skipped": []}
     reexport(cfg, state.history, False, FeedPlan(val=(), test=tuple(tests), feed_chunks=()), summary, 1)
@@ -197,7 +211,7 @@ def test_reexport_writes_the_export_the_chief_did_not_finish(tmp_path: Path):
 
     loaded = legacy_keras().models.load_model(export / "model.keras")
     assert all(np.array_equal(a, b) for a, b in zip(loaded.get_weights(), model.get_weights(), strict=True))
-    assert run_state(cfg).finished
+    assert run_state(cfg, 1).finished
 
 
 @pytest.mark.timeout(300)
@@ -214,7 +228,7 @@ def test_on_s3_leftovers_are_cleaned_and_the_export_is_redone(s3, tmp_path: Path
     model.save(str(write_final(local)))
     s3.upload_tree(Path(local.model_dir), "model")
     storage.write_bytes_atomic(f"{s3.url}/export.staging-0123abcd/model.keras", b"half")
-    state = run_state(cfg)
+    state = run_state(cfg, 1)
     assert state.reexport
     assert prepare_model_dir(cfg, state)[0].startswith("removed 1 leftover(s)")
     assert not s3.keys("export.staging-0123abcd")
@@ -234,9 +248,9 @@ def test_a_corrupt_best_epoch_file_is_named_before_a_resume(tmp_path: Path):
     best.parent.mkdir()
     best.write_bytes(b"PK\x03\x04 cut short")
     with pytest.raises(ConfigError, match=rf"^{best} is corrupt .*pass --overwrite to train afresh, or delete {best}"):
-        run_state(cfg)
+        run_state(cfg, 1)
     best.unlink()
-    assert run_state(cfg).message.startswith("resuming at epoch 2")
+    assert run_state(cfg, 1).message.startswith("resuming at epoch 2")
 
 
 def test_in_tensorflow_mode_the_re_export_scores_the_test_shards(tmp_path: Path):

@@ -199,7 +199,7 @@ def test_unknown_schemes_and_hdfs_without_its_client_are_named():
 def test_storage_options_are_checked_travel_to_nodes_and_stay_out_of_outputs():
     cfg = resolve_config({"storage": {"s3": {"key": "AKIA", "secret": "s3cr3t", "client_kwargs": {"a": 1}}}}, {})
     assert cfg.to_dict()["storage"]["s3"]["secret"] == "s3cr3t"  # what the nodes get
-    assert "storage" not in cfg.public_dict() and "storage" not in fingerprint(cfg)
+    assert "storage" not in cfg.public_dict() and "storage" not in fingerprint(cfg, 1)
     with pytest.raises(ConfigError, match="config key 'storage.ftp': unknown storage scheme; known: s3, gs, abfs"):
         resolve_config({"storage": {"ftp": {}}}, {})
     with pytest.raises(ConfigError, match="config key 'storage.s3': expected a mapping"):
