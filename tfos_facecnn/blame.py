@@ -276,9 +276,10 @@ def _tfos_story(texts: list[str], cause: BaseException | None) -> str:
 
 
 def compose(state: NodeEvents, lost: list[Lost], cause: BaseException | None, texts: list[str],
-            spark_lost: dict[str, str], finish_timeout: float, resume: str, tolerance_s: float = 0.0) -> str:
+            spark_lost: dict[str, str], finish_timeout: float, resume: str, tolerance_s: float = 0.0,
+            log_paths: dict[str, str] | None = None) -> str:
     """The job's error: the node(s) lost first, then those lost after them and the survivors' errors, what
-    to do, and where the same command resumes."""
+    to do, the nodes' full logs, and where the same command resumes."""
     own = [f for f in state.failures if not f.get("lost")]
     lost, later = first_lost(lost, tolerance_s)
     lost_names = {x.node for x in lost}
@@ -321,6 +322,7 @@ def compose(state: NodeEvents, lost: list[Lost], cause: BaseException | None, te
             lines.append(f"TF node(s) {', '.join(missing)} did not finish within finish_timeout "
                          f"({finish_timeout:.0f} s); see their executor logs")
         lines += [f"  Spark lost executor {e}: {r}" for e, r in sorted(unmapped.items())]
+    lines += [f"  full log of {node}: {path}" for node, path in sorted((log_paths or {}).items())]
     lines.append(f"  {resume}")
     return "\n".join(lines)
 
@@ -348,7 +350,8 @@ def resume_hint(cfg, nodes: int) -> str:
 
 
 def explain(events: EventServer, cause: BaseException | None, sc, cfg, heartbeat_s: float,
-            resume: Callable[[], str], tfos_error: str | None = None) -> RuntimeError:
+            resume: Callable[[], str], tfos_error: str | None = None,
+            log_path: Callable[[str], str] | None = None) -> RuntimeError:
     """The job's error after a failure: waits (bounded) for evidence of a lost node when no node
     reported an error of its own, then names the lost node first and the survivors after it, and ends
     with `resume()` (resume_hint: where the same command starts again)."""
@@ -365,5 +368,6 @@ def explain(events: EventServer, cause: BaseException | None, sc, cfg, heartbeat
 
     lost = wait_for_lost(events, look, window_s)
     state = events.snapshot()
+    paths = {node: log_path(node) for node in state.started} if log_path is not None else None
     return RuntimeError(compose(state, lost, cause, texts, spark_lost, cfg.finish_timeout, resume(),
-                                tolerance_s=heartbeat_s))
+                                tolerance_s=heartbeat_s, log_paths=paths))

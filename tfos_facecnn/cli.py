@@ -8,54 +8,72 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from . import sample_data_dir
+from . import __version__, sample_data_dir
 from .config import ALL_VARIANTS, INPUT_MODES, VARIANTS, ConfigError, TrainConfig, load_yaml, resolve_config
 from .data.tfrecords import RECORD_FORMATS
 from .evaluate import EvaluateConfig
 from .inference import BATCH, DEFAULT_MODEL, OUTPUT_FORMATS, PredictConfig
 from .prepare import PrepareConfig
 
-DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf", "train.yaml")
+# Relative to the working directory, as spark-submit's own paths are: the repository's conf/ when run from
+# the checkout (Makefile, README), a copy of it beside the job elsewhere (the Docker image's WORKDIR).
+DEFAULT_CONFIG = os.path.join("conf", "train.yaml")
+_DEFAULTS = TrainConfig()
+
+
+def _versioned(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--version", action="version", version=f"tfos-facecnn {__version__}")
+    return p
 
 
 def train_parser() -> argparse.ArgumentParser:
+    d = _DEFAULTS
     p = argparse.ArgumentParser(
         prog="spark-submit jobs/train.py",
         description="Train the face-vs-comic CNN on Spark with TensorFlowOnSpark (one TF node per executor). "
         "Settings: built-in defaults < --config YAML < these options.",
         epilog="Masters: --master local[*] runs one TF node with all cores (TFoS cannot put two nodes in one "
         "local executor, so --cluster-size > 1 is refused there); --master 'local-cluster[2,1,1024]' runs two "
-        "nodes in two executors; spark://, yarn and k8s:// run one node per executor.",
+        "nodes in two executors; spark://, yarn and k8s:// run one node per executor. Logs of every process: "
+        "MODEL_DIR/logs/RUN/.",
     )
-    p.add_argument("--config", default=None, help=f"YAML file of settings (default: {DEFAULT_CONFIG} if present)")
+    p.add_argument("--config", default=None,
+                   help=f"YAML file of settings (default: {DEFAULT_CONFIG} in the working directory, if present)")
     p.add_argument("--master", default=None, help="Spark master URL, when not given to spark-submit (default local[*])")
     p.add_argument("--input-mode", choices=INPUT_MODES, dest="input_mode",
                    help="spark: executors decode images and feed TF through TFoS queues; "
-                   "tensorflow: TF nodes read prepared TFRecord shards from storage")
+                   f"tensorflow: TF nodes read prepared TFRecord shards from storage (default {d.input_mode})")
     p.add_argument("--data-dir", dest="data_dir", help="face2comics folder (faces/ and comics/, may be nested up to "
                    "2 levels), a local path or a URI; default: the embedded 35-pair sample")
-    p.add_argument("--model-dir", dest="model_dir", help="checkpoints and logs (default output/model)")
+    p.add_argument("--model-dir", dest="model_dir", help=f"checkpoints and logs (default {d.model_dir})")
     p.add_argument("--export-dir", dest="export_dir",
-                   help="exported model.keras + JSON reports (default output/export)")
+                   help=f"exported model.keras + JSON reports (default {d.export_dir})")
     p.add_argument("--variant", choices=(*VARIANTS, ALL_VARIANTS),
                    help="base, l1 / l2 (regularised kernels), dropout, or all: train the four with the same data "
-                   "and seed into EXPORT_DIR/VARIANT and write EXPORT_DIR/comparison")
-    p.add_argument("--epochs", type=int, help="training epochs (default 50)")
-    p.add_argument("--batch-size", type=int, dest="batch_size", help="global batch over all TF nodes (default 32)")
-    p.add_argument("--image-size", type=int, dest="image_size", help="square input size in pixels (default 350)")
-    p.add_argument("--learning-rate", type=float, dest="learning_rate", help="Adam learning rate (default 1e-3)")
+                   f"and seed into EXPORT_DIR/VARIANT and write EXPORT_DIR/comparison (default {d.variant})")
+    p.add_argument("--epochs", type=int, help=f"training epochs (default {d.epochs})")
+    p.add_argument("--batch-size", type=int, dest="batch_size",
+                   help=f"global batch over all TF nodes (default {d.batch_size})")
+    p.add_argument("--image-size", type=int, dest="image_size",
+                   help=f"square input size in pixels (default {d.image_size})")
+    p.add_argument("--learning-rate", type=float, dest="learning_rate",
+                   help=f"Adam learning rate (default {d.learning_rate:g})")
     p.add_argument("--cluster-size", type=int, dest="cluster_size",
                    help="TF nodes, one per executor (default: the executors Spark will give)")
     p.add_argument("--bind-address", dest="bind_address",
-                   help="address of every TFoS/TF socket: 'auto' = 127.0.0.1 on local masters, else TFoS's choice")
-    p.add_argument("--seed", type=int, help="seed of weights, shuffling and augmentation")
-    p.add_argument("--patience", type=int, help="early stopping: epochs without a lower val_loss (default 0: off)")
+                   help="address of every TFoS/TF socket: 'auto' = 127.0.0.1 on local masters, else TFoS's choice "
+                   f"(default {d.bind_address})")
+    p.add_argument("--seed", type=int, help=f"seed of weights, shuffling and augmentation (default {d.seed})")
+    p.add_argument("--patience", type=int,
+                   help=f"early stopping: epochs without a lower val_loss (default {d.patience}: off)")
     p.add_argument("--overwrite", action="store_true", default=None,
                    help="train afresh even when MODEL_DIR holds a finished run or one with other settings "
                    "(without it, a crashed run resumes at its last finished epoch and a finished one is kept)")
     p.add_argument("--no-report", action="store_false", dest="report", default=None,
                    help="skip the figures and report.md written into EXPORT_DIR/report after training")
-    return p
+    p.add_argument("--verbose", action="store_true", default=None,
+                   help="show every process's log lines live too (they are always in MODEL_DIR/logs/RUN/)")
+    return _versioned(p)
 
 
 def _train_config(args: argparse.Namespace, not_config: tuple[str, ...] = ("config", "master")) -> TrainConfig:
@@ -80,7 +98,7 @@ def crossval_parser() -> argparse.ArgumentParser:
                      "each tested on the pairs of one fold, into MODEL_DIR/fold-k and EXPORT_DIR/fold-k; "
                      "the mean, spread and pooled accuracy go to EXPORT_DIR/crossval.json.")
     p.add_argument("--folds", type=int, default=5, help="folds, each one run's test set (default 5)")
-    return p
+    return p  # --version: train_parser's
 
 
 def parse_crossval_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, int, str | None]:
@@ -97,15 +115,17 @@ def prepare_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data-dir", dest="data_dir", help="face2comics folder (default: the embedded sample)")
     p.add_argument("--output-dir", dest="output_dir", required=True, help="where the shards and manifest go")
-    p.add_argument("--image-size", type=int, dest="image_size", help="square size of the stored images (default 350)")
+    p.add_argument("--image-size", type=int, dest="image_size",
+                   help=f"square size of the stored images (default {_DEFAULTS.image_size})")
     p.add_argument("--num-shards", type=int, dest="num_shards",
                    help="train shards (val/test get proportionally fewer); default: twice Spark's parallelism. "
                    "Use a multiple of the TF node count you will train with")
     p.add_argument("--record-format", choices=RECORD_FORMATS, default="jpeg", dest="record_format",
-                   help="jpeg (quality 95, ~11x smaller) or raw uint8 pixels (no decode when training)")
+                   help="jpeg (quality 95, ~11x smaller) or raw uint8 pixels (no decode when training) "
+                   "(default jpeg)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output dir (atomically)")
-    _job_options(p, "YAML with split settings, image_size and bind_address (default conf/train.yaml)")
-    return p
+    _job_options(p, "YAML with split settings, image_size and bind_address")
+    return _versioned(p)
 
 
 def parse_prepare_args(argv: Sequence[str] | None = None) -> tuple[PrepareConfig, str | None]:
@@ -131,24 +151,25 @@ def evaluate_parser() -> argparse.ArgumentParser:
         "predictions.csv, figures (curves, ROC, confusion matrix, 3x3 grid, feature maps, augmentations) "
         "and report.md.",
     )
-    p.add_argument("--export-dir", default=EvaluateConfig.export_dir, dest="export_dir",
-                   help="the training run's export (model.keras, config.json, history.json)")
+    p.add_argument("--model", default=EvaluateConfig.model, dest="model",
+                   help="the training run's export dir (model.keras, config.json, history.json) "
+                   f"(default {EvaluateConfig.model})")
+    p.add_argument("--export-dir", dest="model", help=argparse.SUPPRESS)  # the name before 0.2: --model now
     p.add_argument("--data-dir", dest="data_dir", default=None,
                    help="a face2comics folder or a prepared dir (default: the data the model was trained on)")
     p.add_argument("--split", default=EvaluateConfig.split,
                    help="train, val, test (default) or all: which files to score")
     p.add_argument("--output-dir", dest="output_dir", default=None,
-                   help="where the report goes (default EXPORT_DIR/evaluation-SPLIT)")
+                   help="where the report goes (default MODEL/evaluation-SPLIT)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output dir")
-    _job_options(p, "YAML whose storage: section holds fsspec options and bind_address (default conf/train.yaml "
-                 "if present)")
-    return p
+    _job_options(p, "YAML whose storage: section holds fsspec options and bind_address")
+    return _versioned(p)
 
 
 def parse_evaluate_args(argv: Sequence[str] | None = None) -> tuple[EvaluateConfig, str | None]:
     args = evaluate_parser().parse_args(argv)
     settings = _settings(args.config, args.bind_address)
-    return EvaluateConfig(export_dir=args.export_dir, data_dir=args.data_dir, split=args.split,
+    return EvaluateConfig(model=args.model, data_dir=args.data_dir, split=args.split,
                           output_dir=args.output_dir, overwrite=args.overwrite, bind_address=settings.bind_address,
                           storage=settings.storage), args.master
 
@@ -167,9 +188,8 @@ def predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=OUTPUT_FORMATS, default="csv", help="csv (with header) or parquet")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     p.add_argument("--batch-size", type=int, default=BATCH, dest="batch_size", help=f"images per batch ({BATCH})")
-    _job_options(p, "YAML whose storage: section holds fsspec options and bind_address (default conf/train.yaml "
-                 "if present)")
-    return p
+    _job_options(p, "YAML whose storage: section holds fsspec options and bind_address")
+    return _versioned(p)
 
 
 def parse_predict_args(argv: Sequence[str] | None = None) -> tuple[PredictConfig, str | None]:
@@ -189,8 +209,9 @@ def configure_local_predict(p: argparse.ArgumentParser) -> None:
 def _job_options(p: argparse.ArgumentParser, config_help: str) -> None:
     """The options every Spark job shares after its own."""
     p.add_argument("--bind-address", dest="bind_address", default=None,
-                   help="address of the job's sockets: 'auto' = 127.0.0.1 on local masters (default)")
-    p.add_argument("--config", default=None, help=config_help)
+                   help="address of the job's sockets: 'auto' = 127.0.0.1 on local masters (default auto)")
+    p.add_argument("--config", default=None,
+                   help=f"{config_help} (default: {DEFAULT_CONFIG} in the working directory, if present)")
     p.add_argument("--master", default=None, help="Spark master URL, when not given to spark-submit")
 
 

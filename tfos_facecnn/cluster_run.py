@@ -12,11 +12,13 @@ import importlib
 import signal
 import sys
 import threading
+import time
 from typing import Any
 
 from .blame import HEARTBEATS_STOPPED, explain, resume_hint
 from .config import TrainConfig
 from .events import EventServer
+from .logs import RunLogs
 from .modes.base import NodePlan
 from .node_callbacks import heartbeat_interval
 from .spark_env import Cluster
@@ -24,24 +26,51 @@ from .spark_env import Cluster
 WATCH_INTERVAL_S = 1.0  # how often the driver looks for silent nodes
 
 
-def print_progress(event: dict[str, Any]) -> None:
-    """The driver's console line for each node event."""
-    kind, node = event.get("kind"), event.get("node")
-    if kind == "epoch":
+class ConsoleProgress:
+    """The driver's console line for each node event, and an estimate of the time left: the mean time
+    between epoch lines (from epoch 2 on: epoch 1 also builds the model and traces the graph)."""
+
+    def __init__(self) -> None:
+        self._epoch_times: list[float] = []  # monotonic arrival time of each epoch line
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind, node = event.get("kind"), event.get("node")
+        if kind == "epoch":
+            print(self._epoch_line(event), flush=True)
+        elif kind == "phase":
+            print(str(event.get("text")), flush=True)
+        elif kind == "started":
+            print(f"TF node {node} started on {event.get('host')} (pid {event.get('pid')}, "
+                  f"TF server {event.get('tf_address')})", flush=True)
+        elif kind == "failed" and event.get("lost"):
+            print(f"TF node {node} LOST: {event.get('error')}", file=sys.stderr, flush=True)
+        elif kind == "failed":
+            print(f"TF node {node} FAILED: {event.get('error')}", file=sys.stderr, flush=True)
+
+    def _epoch_line(self, event: dict[str, Any]) -> str:
+        """`images/s` counts the epoch's training steps after its first (which traces the graph in epoch
+        1): the rate training runs at. Lines end with the time left from the second epoch on."""
+        self._epoch_times.append(time.monotonic())
         m = event["metrics"]
-        print(
-            f"epoch {event['epoch']}/{event['epochs']} loss={m.get('loss', float('nan')):.4f} "
-            f"accuracy={m.get('accuracy', float('nan')):.4f} val_loss={m.get('val_loss', float('nan')):.4f} "
-            f"val_accuracy={m.get('val_accuracy', float('nan')):.4f} images/s={event['images_per_s']:.1f}",
-            flush=True,
-        )
-    elif kind == "started":
-        print(f"TF node {node} started on {event.get('host')} (pid {event.get('pid')}, "
-              f"TF server {event.get('tf_address')})", flush=True)
-    elif kind == "failed" and event.get("lost"):
-        print(f"TF node {node} LOST: {event.get('error')}", file=sys.stderr, flush=True)
-    elif kind == "failed":
-        print(f"TF node {node} FAILED: {event.get('error')}", file=sys.stderr, flush=True)
+        steady = event.get("steady_images_per_s")
+        rate = f"images/s={steady if steady is not None else event['images_per_s']:.1f}"
+        first_step = event.get("first_step_s")
+        if event["epoch"] == 1 and steady is not None and first_step is not None:
+            rate += f" (after the first step, {first_step:.1f} s: building and tracing the graph)"
+        line = (f"epoch {event['epoch']}/{event['epochs']} loss={m.get('loss', float('nan')):.4f} "
+                f"accuracy={m.get('accuracy', float('nan')):.4f} val_loss={m.get('val_loss', float('nan')):.4f} "
+                f"val_accuracy={m.get('val_accuracy', float('nan')):.4f} {rate}")
+        remaining = int(event["epochs"]) - int(event["epoch"])
+        if remaining > 0 and len(self._epoch_times) >= 2:  # epoch 1's tracing came before its line
+            spans = [b - a for a, b in zip(self._epoch_times, self._epoch_times[1:], strict=False)]
+            line += f" eta {_duration(remaining * sum(spans) / len(spans))}"
+        return line
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 class Watchdog:
@@ -82,7 +111,7 @@ def preload_tfos() -> threading.Thread:
     return thread
 
 
-def run_cluster(sc, plan: NodePlan, cluster: Cluster, feed, events: EventServer) -> None:
+def run_cluster(sc, plan: NodePlan, cluster: Cluster, feed, events: EventServer, logs: RunLogs) -> None:
     """Starts the nodes, feeds them (SPARK mode: `feed` is the RDD to feed), shuts the cluster down, and
     waits for every node's 'done'; raises RuntimeError naming the lost or failed node first."""
     from tensorflowonspark import TFCluster
@@ -90,8 +119,10 @@ def run_cluster(sc, plan: NodePlan, cluster: Cluster, feed, events: EventServer)
     from .node import main_fun
     from .tfos_compat import own_executor_functions, pinned_address
 
+    console = ConsoleProgress()
+
     def cancel_on_failure(event: dict[str, Any]) -> None:
-        print_progress(event)
+        console(event)
         if event.get("kind") == "failed":
             sc.cancelAllJobs()
 
@@ -99,12 +130,15 @@ def run_cluster(sc, plan: NodePlan, cluster: Cluster, feed, events: EventServer)
     events.on_event = cancel_on_failure
     TFCluster.tf_status.clear()  # TFoS keeps errors in a module global across runs
     try:
-        with own_executor_functions(), pinned_address(cluster.address), Watchdog(events, cfg.node_timeout):
+        with own_executor_functions(events.endpoint, plan.echo_output), pinned_address(cluster.address), \
+                Watchdog(events, cfg.node_timeout):
             mode = TFCluster.InputMode.SPARK if plan.mode.feeds_from_spark else TFCluster.InputMode.TENSORFLOW
             tf_cluster = TFCluster.run(
                 sc, main_fun, plan, nodes, num_ps=0, tensorboard=False, input_mode=mode, master_node="chief",
                 reservation_timeout=cfg.reservation_timeout,
             )
+            for node in tf_cluster.cluster_info:  # the TFoS managers' authkeys: never in a log
+                logs.redact.add(node.get("authkey"))
             if feed is not None:
                 tf_cluster.train(feed, num_epochs=1, feed_timeout=cfg.feed_timeout)  # feed: every epoch, in order
             tf_cluster.shutdown(timeout=cfg.finish_timeout)
@@ -112,14 +146,14 @@ def run_cluster(sc, plan: NodePlan, cluster: Cluster, feed, events: EventServer)
             finished = events.wait_for(lambda s: len(s.done) >= nodes, cfg.finish_timeout)
     except (Exception, SystemExit) as e:  # TFoS calls sys.exit(1) when a node fails
         signal.alarm(0)
-        raise node_failure(events, e, sc, cfg, nodes, TFCluster.tf_status.get("error")) from e
+        raise node_failure(events, e, sc, cfg, nodes, logs, TFCluster.tf_status.get("error")) from e
     if not finished:
-        raise node_failure(events, None, sc, cfg, nodes, TFCluster.tf_status.get("error"))
+        raise node_failure(events, None, sc, cfg, nodes, logs, TFCluster.tf_status.get("error"))
 
 
 def node_failure(events: EventServer, cause: BaseException | None, sc, cfg: TrainConfig, nodes: int,
-                 tfos_error: str | None = None) -> RuntimeError:
+                 logs: RunLogs, tfos_error: str | None = None) -> RuntimeError:
     """The job's error: the lost node first (waiting, bounded, for the evidence), then the survivors'
-    errors, then where the same command resumes."""
+    errors, the nodes' full logs, then where the same command resumes."""
     return explain(events, cause, sc, cfg, heartbeat_interval(cfg.node_timeout), lambda: resume_hint(cfg, nodes),
-                   tfos_error)
+                   tfos_error, log_path=logs.path)

@@ -83,6 +83,8 @@ class TrainConfig:
     keep_best_epoch: bool = True
     patience: int = 0  # stop after this many epochs without a lower validation loss; 0: run every epoch
     report: bool = True  # after training: figures + report.md in EXPORT_DIR/report (the driver loads 9 images)
+    # also show every process's log lines (TFoS, TF, Spark's Python workers) live, not only in MODEL_DIR/logs
+    verbose: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     # fsspec options per storage scheme ({"s3": {"client_kwargs": {...}}}); may hold credentials, so it
     # is never written into outputs (see public_dict) nor into a run's fingerprint.

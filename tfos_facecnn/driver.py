@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -16,12 +16,13 @@ from .data.split import SPLITS
 from .errors import Terminated
 from .events import EventServer
 from .export import HISTORY_FILE, METRICS_FILE, MODEL_FILE, is_complete, new_run_id, read_json, write_json
+from .logs import RunLogs, driver_console, run_log_name
 from .modes import mode_for
 from .modes.base import DriverPlan, NodePlan
 from .reexport import reexport
 from .resume import NODES_FILE, RunState, check_foreign, prepare_model_dir, run_state
 from .run_lock import RunLocks, export_dir_lock, model_dir_lock
-from .session import session_source
+from .session import JobSession, session_source
 from .spark_env import Cluster, expected_nodes, node_threads, wait_for_executors
 
 
@@ -82,22 +83,47 @@ def train(spark: Any, cfg: TrainConfig) -> TrainResult:
             f"use a multiple of {nodes}"
         )
     cluster = Cluster(source.master, nodes, source.address(cfg.bind_address))
-    preload_tfos()
+    # The run's logs (logs.py): a folder that cannot be written stops the job here, before Spark starts.
+    logs = RunLogs(cfg.model_dir, run_log_name(), echo=print if cfg.verbose else None)
+    # The job's own process keeps its terminal for the job's lines; a caller's (a notebook's) is left alone.
+    console = driver_console(logs, cfg.verbose) if isinstance(source, JobSession) else nullcontext()
     # A local master may start this driver again (loopback.py) as the job's session opens: the lock is
     # taken after it, by the driver that trains, before anything is written, and released last, once
     # Spark has stopped every TF node of this run.
     held = False
     try:
-        with source.open("tfos-facecnn-train", cluster.address, env) as session:
-            locks.acquire()
-            held = True
-            with _terminate_unwinds():
-                _report_takeovers(locks)
-                states = _states(runs, nodes)  # again under the lock: another run may have ended meanwhile
-                return _finish(cfg, _train_all(session.sparkContext, cluster, runs, states, data))
+        with console:
+            preload_tfos()
+            with source.open("tfos-facecnn-train", cluster.address, env) as session:
+                locks.acquire()
+                held = True
+                with _terminate_unwinds():
+                    _report_takeovers(locks)
+                    print(f"logs: {logs.target}", flush=True)
+                    states = _states(runs, nodes)  # again under the lock: another run may have ended meanwhile
+                    return _finish(cfg, _train_all(session.sparkContext, cluster, runs, states, data, logs))
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM, once Spark and every TF node have stopped
+        raise type(e)(_interrupted(runs, nodes)) from None
     finally:
         if held:
             locks.release()
+        logs.close()
+
+
+def _interrupted(runs: list[TrainConfig], nodes: int) -> str:
+    """Where an interrupted run stopped, and where the same command starts again."""
+    from .blame import resume_hint
+
+    for run in runs:
+        try:
+            state = run_state(replace(run, overwrite=False), nodes)
+        except ConfigError:
+            continue
+        if state.reexport:
+            return f"interrupted after training ({state.epochs_done} epochs); {resume_hint(run, nodes)}"
+        if not state.finished:
+            return f"interrupted during epoch {state.epochs_done + 1}/{run.epochs}; {resume_hint(run, nodes)}"
+    return f"interrupted; {resume_hint(runs[0], nodes)}"
 
 
 @contextmanager
@@ -111,7 +137,7 @@ def _terminate_unwinds() -> Iterator[None]:
         return
 
     def unwind(signum: int, _frame: object) -> None:
-        raise Terminated(f"signal {signum}")
+        raise Terminated()
 
     signal.signal(signal.SIGTERM, unwind)
     try:
@@ -133,8 +159,8 @@ def _report_takeovers(locks: RunLocks) -> None:
         print(f"took over {path}: the run that held it ({holder.describe()}) is gone", flush=True)
 
 
-def _train_all(sc, cluster: Cluster, runs: list[TrainConfig], states: dict[str, RunState], data: Any
-               ) -> dict[str, TrainResult]:
+def _train_all(sc, cluster: Cluster, runs: list[TrainConfig], states: dict[str, RunState], data: Any,
+               logs: RunLogs) -> dict[str, TrainResult]:
     have = wait_for_executors(sc, cluster.nodes)
     if have < cluster.nodes:
         raise RuntimeError(
@@ -152,7 +178,7 @@ def _train_all(sc, cluster: Cluster, runs: list[TrainConfig], states: dict[str, 
         for run in runs:
             if len(runs) > 1:
                 print(f"=== variant {run.variant} ===", flush=True)
-            results[run.variant] = _train(sc, run, states[run.variant], cluster, plan)
+            results[run.variant] = _train(sc, run, states[run.variant], cluster, plan, logs)
         return results
     finally:
         plan.release()
@@ -167,7 +193,8 @@ def _finish(cfg: TrainConfig, results: dict[str, TrainResult]) -> TrainResult:
     return TrainResult(cfg.export_dir, [], {}, {}, variants=results)
 
 
-def _train(sc, cfg: TrainConfig, state: RunState, cluster: Cluster, plan: DriverPlan) -> TrainResult:
+def _train(sc, cfg: TrainConfig, state: RunState, cluster: Cluster, plan: DriverPlan, logs: RunLogs
+           ) -> TrainResult:
     if state.finished:
         return _already_finished(cfg, state)
     for line in prepare_model_dir(cfg, state):  # every check has passed: only now is anything deleted
@@ -178,7 +205,8 @@ def _train(sc, cfg: TrainConfig, state: RunState, cluster: Cluster, plan: Driver
     if state.reexport:
         reexport(cfg, state.history, state.stopped_early, plan.inputs, plan.summary, cluster.nodes)
         return _exported(cfg, {}, plan)
-    events = EventServer(cluster.address or sc.getConf().get("spark.driver.host"))
+    events = EventServer(cluster.address or sc.getConf().get("spark.driver.host"), on_log=logs.write)
+    logs.redact.add(events.token)
     node_plan = NodePlan(
         config=cfg,
         run_id=new_run_id(),
@@ -188,6 +216,7 @@ def _train(sc, cfg: TrainConfig, state: RunState, cluster: Cluster, plan: Driver
         data_summary=plan.summary,
         events=events.endpoint,
         inputs=plan.inputs,
+        echo_output=cluster.master.kind != "local",  # local[*]'s executor stderr is this terminal
     )
     print(f"starting {cluster.nodes} TF node(s) on {cluster.master.url} in {cfg.input_mode.upper()} mode: "
           f"{plan.steps_per_epoch} steps/epoch x {cfg.epochs} epochs, global batch {cfg.batch_size}, "
@@ -195,7 +224,7 @@ def _train(sc, cfg: TrainConfig, state: RunState, cluster: Cluster, plan: Driver
     try:
         # SPARK mode feeds exactly the epochs still to run.
         feed = plan.feed_epochs(state.epochs_done, cfg.epochs - state.epochs_done) if plan.feed_epochs else None
-        run_cluster(sc, node_plan, cluster, feed, events)
+        run_cluster(sc, node_plan, cluster, feed, events, logs)
     finally:
         events.stop()
     if not is_complete(cfg.export_dir):

@@ -34,11 +34,11 @@ def run_command(work: Callable[[], int | None], interrupted: str = "interrupted"
     """Runs a command's work and returns its exit code; `interrupted` is the line printed on Ctrl-C."""
     try:
         return work() or 0
-    except Terminated:
-        print(f"error: stopped by SIGTERM; {interrupted}", file=sys.stderr)
+    except Terminated as e:  # the job may say where it stopped and where the same command resumes
+        print(f"error: stopped by SIGTERM: {e if str(e) else interrupted}", file=sys.stderr)
         return EXIT_TERMINATED
-    except KeyboardInterrupt:
-        print(f"error: {interrupted}", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"error: {e if str(e) else interrupted}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (RuntimeError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

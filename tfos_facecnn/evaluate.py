@@ -42,7 +42,7 @@ EVALUATION_SPLITS = (*SPLITS, "all")
 class EvaluateConfig:
     """What jobs/evaluate.py (and `evaluate` from Python) evaluates, on which data, into where."""
 
-    export_dir: str = "output/export"  # a training run's export: model.keras, config.json, history.json
+    model: str = "output/export"  # a training run's export dir: model.keras, config.json, history.json
     data_dir: str | None = None  # a face2comics folder or a prepared dir; None: what the model trained on
     split: str = "test"  # train, val, test or all
     output_dir: str | None = None  # None: EXPORT_DIR/evaluation-SPLIT
@@ -211,12 +211,12 @@ def evaluate(spark: Any, ecfg: EvaluateConfig) -> dict[str, Any]:
     from .storage.access import prepare_storage
 
     split = check_split(ecfg.split)
-    export_dir = storage.absolute(ecfg.export_dir)
+    export_dir = storage.absolute(ecfg.model)
     options = dict(ecfg.storage)
-    env = prepare_storage(options, {"--export-dir": export_dir}, {})
+    env = prepare_storage(options, {"--model": export_dir}, {})
     model_path = model_file(export_dir)
     if not storage.exists(storage.join(export_dir, CONFIG_FILE)):
-        raise ConfigError(f"{export_dir!r} has no {CONFIG_FILE}; pass the --export-dir of a training run")
+        raise ConfigError(f"{export_dir!r} has no {CONFIG_FILE}; pass --model the export dir of a training run")
     cfg = training_config(export_dir)
     data_dir = storage.absolute(ecfg.data_dir or cfg.data_dir or "")
     output_dir = storage.absolute(ecfg.output_dir or storage.join(export_dir, f"evaluation-{split}"))

@@ -66,11 +66,13 @@ class NodeEvents:
 class EventServer:
     """Listens on (host, any free port) in a daemon thread; `on_event` runs for each accepted event."""
 
-    def __init__(self, host: str, on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(self, host: str, on_event: Callable[[dict[str, Any]], None] | None = None,
+                 on_log: Callable[[str, list[str]], None] | None = None) -> None:
         self.token = secrets.token_hex(16)
         self.state = NodeEvents()
         self.changed = threading.Condition()
         self.on_event = on_event
+        self.on_log = on_log  # (role, lines) of every "log" event: a process's captured output (logs.py)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.bind((host, 0))
         self._sock.listen(16)
@@ -161,6 +163,14 @@ class EventServer:
 
     def _record(self, event: dict[str, Any]) -> None:
         kind, node = event.get("kind"), str(event.get("node"))
+        if kind == "log":
+            lines = event.get("lines")
+            if self.on_log is not None and isinstance(lines, list):
+                self.on_log(node, [str(line) for line in lines])
+            with self.changed:  # a node's output is a sign of life too
+                if node in self.state.last_seen:
+                    self.state.last_seen[node] = time.monotonic()
+            return
         with self.changed:
             now = self.state.last_seen[node] = time.monotonic()
             if kind == "heartbeat":
@@ -246,7 +256,9 @@ class EventClient:
         self.token = token
         self.node = node
 
-    def send(self, kind: str, **fields: Any) -> bool:
+    def send(self, kind: str, *, quiet: bool = False, **fields: Any) -> bool:
+        """Sends one event; False when the driver could not be reached (logged, unless `quiet`: the log
+        channel's own sends, whose warnings would only be captured and sent again)."""
         event = {"kind": kind, "node": self.node, "token": self.token, "time": time.time(), **fields}
         try:
             with socket.create_connection(self.address, timeout=CONNECT_TIMEOUT_S) as conn:
@@ -254,5 +266,6 @@ class EventClient:
             self.last_success = time.monotonic()
             return True
         except OSError as e:
-            logger.warning("could not report %r to the driver at %s:%d: %s", kind, *self.address, e)
+            if not quiet:
+                logger.warning("could not report %r to the driver at %s:%d: %s", kind, *self.address, e)
             return False

@@ -14,7 +14,10 @@ LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 def _job(work) -> int:
     logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
-    return run_command(work)
+    try:
+        return run_command(work)
+    finally:
+        logging.getLogger().setLevel(logging.WARNING)  # py4j's INFO lines as Python exits stay off the console
 
 
 def run_train(argv: Sequence[str]) -> int:

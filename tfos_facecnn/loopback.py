@@ -48,7 +48,8 @@ def relaunch_on(address: str, master_url: str, user_conf: dict[str, str]) -> Non
           "this step)", flush=True)
     # the gateway variables name the first JVM: the second spark-submit makes its own
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYSPARK_GATEWAY_")}
-    child = subprocess.Popen(command, env={**env, LOCAL_IP_ENV: address})
+    # the terminal's streams: a job's console may have taken this process's fds 1 and 2 (logs.driver_console)
+    child = subprocess.Popen(command, env={**env, LOCAL_IP_ENV: address}, stdout=sys.stdout, stderr=sys.stderr)
 
     def forward(signum, _frame):
         child.send_signal(signum)

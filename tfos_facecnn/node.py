@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import logging
 import os
-import re
 import socket
 import tempfile
 import traceback
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .events import EventClient
+from .logs import captured, spark_executor_id
 from .node_callbacks import Heartbeat, epoch_progress, inject_fault, mirror_pusher
 from .resume import BACKUP_DIR, BEST_DIR
 
@@ -39,8 +39,15 @@ class _TailHandler(logging.Handler):
 
 
 def main_fun(plan: NodePlan, ctx) -> None:
-    """TFoS entry point: `plan` is what the driver decided for every node (modes.base.NodePlan)."""
+    """TFoS entry point: `plan` is what the driver decided for every node (modes.base.NodePlan). All the
+    node's output (Python, TF's C++ logs) goes to the driver's MODEL_DIR/logs (logs.py)."""
     node = f"{ctx.job_name}:{ctx.task_index}"
+    with captured(plan.events, node, echo=plan.echo_output):
+        logging.captureWarnings(True)
+        _run_node(plan, ctx, node)
+
+
+def _run_node(plan: NodePlan, ctx, node: str) -> None:
     reporter = plan.events.client(node)
     tail = _TailHandler()
     root = logging.getLogger()
@@ -69,36 +76,9 @@ def main_fun(plan: NodePlan, ctx) -> None:
         root.removeHandler(tail)
 
 
-def spark_executor_id() -> str | None:
-    """The id of the Spark executor running this node, for the driver to match Spark's executor losses
-    to TF nodes: from the executor's log URL (standalone), SPARK_EXECUTOR_ID (Kubernetes), or the
-    executor JVM's `--executor-id` a few processes up (YARN and standalone on Linux)."""
-    found = re.search(r"[?&]executorId=([^&]+)", os.environ.get("SPARK_LOG_URL_STDERR", ""))
-    if found:
-        return found.group(1)
-    if os.environ.get("SPARK_EXECUTOR_ID"):
-        return os.environ["SPARK_EXECUTOR_ID"]
-    pid = os.getppid()
-    for _ in range(4):  # TF process (SPARK mode) -> Python worker -> pyspark.daemon -> executor JVM
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-            with open(f"/proc/{pid}/stat") as f:
-                parent = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError) as e:
-            logger.info("no Spark executor id for this node (%s)", e)
-            return None
-        if b"--executor-id" in argv[:-1]:
-            return argv[argv.index(b"--executor-id") + 1].decode(errors="replace")
-        if parent <= 1:
-            return None
-        pid = parent
-    return None
-
-
 def _configure_tf(threads: int):
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TF's C++ INFO lines: not even in the node's log
     import tensorflow as tf
 
     if threads > 0:
@@ -161,6 +141,9 @@ def _fit_and_export(plan: NodePlan, ctx, reporter: EventClient, status: dict[str
     try:
         from .model import build_from_config
 
+        if setup.is_chief:
+            reporter.send("phase", text=f"TF nodes ready: building the model and tracing its first step "
+                          f"({setup.workers} node(s), per-node batch {setup.per_replica_batch})")
         with strategy.scope():
             model = build_from_config(cfg, training=True)
         progress = epoch_progress(reporter, setup, status)

@@ -135,7 +135,9 @@ def epoch_progress(reporter: EventClient, setup: NodeSetup, status: dict[str, An
             self.rows.append(row)
             if is_chief:
                 self._record(epoch + 1)
-                reporter.send("epoch", epoch=epoch + 1, epochs=cfg.epochs, metrics=metrics, images_per_s=rate)
+                first_step = self._first_step_done - self._started if self._steps else None
+                reporter.send("epoch", epoch=epoch + 1, epochs=cfg.epochs, metrics=metrics, images_per_s=rate,
+                              steady_images_per_s=row.get("steady_images_per_s"), first_step_s=first_step)
             inject_fault(node, f"epoch={epoch + 1}")
 
     return EpochProgress()

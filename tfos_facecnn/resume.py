@@ -15,6 +15,7 @@ from . import storage
 from .best_epoch import BEST_WEIGHTS_FILE
 from .config import VARIANTS, ConfigError, TrainConfig
 from .export import FINAL_DIR, TRAINING_MODEL_FILE, is_complete
+from .logs import LOGS_DIR
 from .progress import PROGRESS_FILE, fingerprint, read_progress
 from .run_lock import EXPORT_LOCK_SUFFIX, LOCK_FILE
 
@@ -26,7 +27,7 @@ NODES_FILE = "nodes.json"  # the driver's record of the TF nodes of the last fin
 STATE_NAMES = (BACKUP_DIR, BEST_DIR, FINAL_DIR, PROGRESS_FILE, NODES_FILE)
 # What a run of this project writes into MODEL_DIR; `.tmp-*` files are those of an interrupted atomic write.
 _OWN = re.compile(
-    rf"^(?:{'|'.join(re.escape(n) for n in (*STATE_NAMES, 'tensorboard', LOCK_FILE, *VARIANTS))}|fold-\d+"
+    rf"^(?:{'|'.join(re.escape(n) for n in (*STATE_NAMES, 'tensorboard', LOGS_DIR, LOCK_FILE, *VARIANTS))}|fold-\d+"
     r"|prepared-\d+px(?:\.(?:staging|old)-[\w-]+)?)(?:\.tmp-[\w-]+)?$"
 )
 @dataclass

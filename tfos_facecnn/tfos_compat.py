@@ -22,7 +22,10 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .events import EventsEndpoint
 
 logger = logging.getLogger("tfos_facecnn.feed")
 FEED_POLL_S = 0.1  # how often a feeding task looks for room in its node's queue (8 chunks last ~2 s)
@@ -203,12 +206,36 @@ def driver_addresses() -> tuple[str, str]:
     return conf.get("spark.driver.bindAddress", host), host
 
 
+def _captured(mapfn: Callable, endpoint: EventsEndpoint | None, echo: bool) -> Callable:
+    """Executor side: the task's output (TFoS's INFO lines, TF's start-up lines when TFoS imports it,
+    warnings) goes to the driver's log of this executor (logs.py) instead of the worker's stderr. The
+    task's function travels pickled inside this one: unpickling TFoS's functions imports TFoS and with it
+    TensorFlow, whose start-up lines must come out inside the capture, not while Spark loads the task."""
+    from pyspark import cloudpickle
+
+    payload = cloudpickle.dumps(mapfn)
+
+    def run_captured(iterator):
+        import logging
+        import pickle
+
+        from tfos_facecnn.logs import captured, executor_role
+
+        with captured(endpoint, executor_role(), echo):
+            logging.captureWarnings(True)
+            result = pickle.loads(payload)(iterator)
+            return list(result) if result is not None else None  # run it all inside the capture
+
+    return run_captured
+
+
 @contextlib.contextmanager
-def own_executor_functions() -> Iterator[None]:
+def own_executor_functions(endpoint: EventsEndpoint | None = None, echo: bool = False) -> Iterator[None]:
     """While the block runs (driver side), TFCluster's reservation server is signed_reservation's
     (signed messages, bound to the driver's address, one thread per client) under a key made for this
     cluster; TFCluster feeds with partition_feeder and starts nodes in workers that forget a dead
-    manager of an earlier cluster, both signing their reservation messages with that key."""
+    manager of an earlier cluster, both signing their reservation messages with that key. The output of
+    every executor-side task goes to the driver over `endpoint` (None: to the executor's stderr)."""
     import secrets
 
     from tensorflowonspark import TFSparkNode, reservation
@@ -217,10 +244,14 @@ def own_executor_functions() -> Iterator[None]:
 
     key = secrets.token_bytes(32)
     original_train, original_run = TFSparkNode.train, TFSparkNode.run
+    original_shutdown = TFSparkNode.shutdown
     original_server = reservation.Server
     original_io = reservation.MessageSocket.send, reservation.MessageSocket.receive
-    TFSparkNode.train = lambda *args, **kwargs: _signing(partition_feeder(*args, **kwargs), key)
-    TFSparkNode.run = lambda *args, **kwargs: _signing(_forgetting_dead_manager(original_run(*args, **kwargs)), key)
+    TFSparkNode.train = lambda *args, **kwargs: _captured(
+        _signing(partition_feeder(*args, **kwargs), key), endpoint, echo)
+    TFSparkNode.run = lambda *args, **kwargs: _captured(
+        _signing(_forgetting_dead_manager(original_run(*args, **kwargs)), key), endpoint, echo)
+    TFSparkNode.shutdown = lambda *args, **kwargs: _captured(original_shutdown(*args, **kwargs), endpoint, echo)
     reservation.Server = server_class(driver_addresses, key)
     install(key)
     redact_tfos_logs()
@@ -228,6 +259,7 @@ def own_executor_functions() -> Iterator[None]:
         yield
     finally:
         TFSparkNode.train, TFSparkNode.run = original_train, original_run
+        TFSparkNode.shutdown = original_shutdown
         reservation.Server = original_server
         reservation.MessageSocket.send, reservation.MessageSocket.receive = original_io
 

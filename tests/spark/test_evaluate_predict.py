@@ -93,7 +93,7 @@ def test_predict_cli_prints_a_line_per_image(trained: Path, tmp_path: Path):
 @pytest.mark.timeout(600)
 def test_evaluate_writes_every_file_and_metrics_match_the_predictions(trained: Path, tmp_path: Path):
     out = tmp_path / "eval"
-    result = run_job("evaluate.py", "local[*]", "--export-dir", str(trained), "--split", "all",
+    result = run_job("evaluate.py", "local[*]", "--model", str(trained), "--split", "all",
                      "--output-dir", str(out), timeout=540)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert_report(out)
@@ -105,9 +105,10 @@ def test_evaluate_writes_every_file_and_metrics_match_the_predictions(trained: P
     for key in ("accuracy", "precision", "recall", "f1", "confusion_matrix"):
         assert direct[key] == metrics[key], key
     assert direct["roc_auc"] == pytest.approx(metrics["roc_auc"], abs=1e-4)
+    # --export-dir: the option's name before 0.2, still accepted
     again = run_job("evaluate.py", "local[*]", "--export-dir", str(trained), "--output-dir", str(out), timeout=240)
     assert again.returncode == 2 and "already exists; pass --overwrite" in again.stdout + again.stderr
-    no_model = run_job("evaluate.py", "local[*]", "--export-dir", str(tmp_path), timeout=240)
+    no_model = run_job("evaluate.py", "local[*]", "--model", str(tmp_path), timeout=240)
     assert no_model.returncode == 2 and "holds no model.keras" in no_model.stdout + no_model.stderr
 
 

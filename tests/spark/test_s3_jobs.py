@@ -92,7 +92,7 @@ def test_prepare_s3_to_s3_then_two_nodes_train_from_it_and_predict_and_evaluate_
     assert len(rows) == 35 and all(r["path"].startswith(f"{data}/faces/") and 0 <= float(r["p_face"]) <= 1
                                    for r in rows)
 
-    evaluated = run_job("evaluate.py", "local[*]", "--export-dir", f"{s3.url}/export", "--data-dir", data,
+    evaluated = run_job("evaluate.py", "local[*]", "--model", f"{s3.url}/export", "--data-dir", data,
                         "--split", "val", "--output-dir", f"{s3.url}/evaluation", timeout=300)
     assert evaluated.returncode == 0, evaluated.stdout[-3000:] + evaluated.stderr[-3000:]
     assert read_json(s3, "evaluation/metrics.json")["count"] == 16

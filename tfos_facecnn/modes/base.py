@@ -30,6 +30,9 @@ class NodePlan:
     data_summary: dict[str, Any]  # counts and skipped files, for the export
     events: EventsEndpoint
     inputs: Any  # the mode's own frozen plan (modes.spark.FeedPlan, modes.tensorflow.ShardPlan)
+    # the node's output also goes to its executor's stderr (a cluster's executor logs); not on a local
+    # master, where that stderr is the driver's terminal
+    echo_output: bool = False
 
     @property
     def mode(self) -> InputMode:

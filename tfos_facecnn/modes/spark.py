@@ -138,6 +138,8 @@ def _plan_feed(sc, cfg: TrainConfig, data: RawData, nodes: int, epochs: int) -> 
 
     records = data.records
     decode_tasks = max(1, min(len(records), DECODE_TASKS_PER_CORE * sc.defaultParallelism))
+    print(f"decoding {len(records)} images on the executors ({decode_tasks} tasks; training images kept at "
+          f"{cfg.image_size} px for every epoch)", flush=True)
     decoded = sc.parallelize([tuple(r) for r in records], decode_tasks).mapPartitions(
         decode_partition(cfg.image_size, dict(cfg.storage))
     ).persist(StorageLevel.DISK_ONLY)  # read twice (the check below, the feed's shuffle), then dropped
