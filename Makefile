@@ -11,7 +11,7 @@ export TF_USE_LEGACY_KERAS := 1
 MASTER ?= local[*]
 ARGS ?=
 
-.PHONY: venv train test test-unit lint clean
+.PHONY: venv train test test-fast test-unit lint clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,10 @@ train: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+# The edit-test loop: unit tests and one spark-submit run on local[*] (about 2-3 minutes on 2 cores).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit tests/smoke
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

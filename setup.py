@@ -24,6 +24,8 @@ setup(
         "psutil>=5.9",  # the standalone-cluster launcher finds and stops exactly its own processes
         "fsspec>=2024.6",  # the storage layer for every URI (tf.io.gfile on TF 2.21 has no s3/hdfs/abfs)
     ],
+    # the same commands as `python -m tfos_facecnn` (download, predict)
+    entry_points={"console_scripts": ["tfos-facecnn = tfos_facecnn.__main__:main"]},
     extras_require={
         # One extra per storage scheme: the fsspec backend that serves it (tfos_facecnn/storage/schemes.py).
         "s3": ["s3fs>=2024.6"],

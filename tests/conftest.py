@@ -16,6 +16,15 @@ from tfos_facecnn import sample_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = Path(sample_data_dir())
+# Each tier's folder marks its tests, so a tier runs alone: pytest -m reliability, -m "not bench"...
+TIER_OF_FOLDER = {"smoke": "smoke", "cluster": "cluster", "reliability": "reliability", "bench": "bench"}
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    for item in items:
+        folder = Path(str(item.fspath)).parent.name
+        if folder in TIER_OF_FOLDER:
+            item.add_marker(TIER_OF_FOLDER[folder])
 
 
 def write_image(path: Path, size: int = 32, mode: str = "RGB", fmt: str = "JPEG", seed: int = 0) -> Path:

@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from . import fetch
+from . import __version__, fetch
 from .cli import configure_local_predict
 from .errors import run_command
 from .jobs import run_local_predict
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tfos_facecnn",
                                      description="tfos-facecnn tools (training itself runs with spark-submit "
                                      "jobs/train.py)")
+    parser.add_argument("--version", action="version", version=f"tfos-facecnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (help_line, configure, run) in COMMANDS.items():
         p = sub.add_parser(name, help=help_line, description=help_line)

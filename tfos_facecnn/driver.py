@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -13,7 +14,7 @@ from . import sample_data_dir, storage
 from .cluster_run import preload_tfos, run_cluster
 from .config import ALL_VARIANTS, VARIANTS, ConfigError, TrainConfig
 from .data.split import SPLITS
-from .errors import Terminated
+from .errors import Interrupted, Terminated, interruption_line
 from .events import EventServer
 from .export import HISTORY_FILE, METRICS_FILE, MODEL_FILE, is_complete, new_run_id, read_json, write_json
 from .logs import RunLogs, driver_console, run_log_name
@@ -85,6 +86,8 @@ def train(spark: Any, cfg: TrainConfig) -> TrainResult:
     cluster = Cluster(source.master, nodes, source.address(cfg.bind_address))
     # The run's logs (logs.py): a folder that cannot be written stops the job here, before Spark starts.
     logs = RunLogs(cfg.model_dir, run_log_name(), echo=print if cfg.verbose else None)
+    whereabouts = _Whereabouts(runs[0], states[runs[0].variant].epochs_done)
+    job = _Job(cluster, logs, whereabouts)
     # The job's own process keeps its terminal for the job's lines; a caller's (a notebook's) is left alone.
     console = driver_console(logs, cfg.verbose) if isinstance(source, JobSession) else nullcontext()
     # A local master may start this driver again (loopback.py) as the job's session opens: the lock is
@@ -97,17 +100,47 @@ def train(spark: Any, cfg: TrainConfig) -> TrainResult:
             with source.open("tfos-facecnn-train", cluster.address, env) as session:
                 locks.acquire()
                 held = True
-                with _terminate_unwinds():
+                with _signals_unwind(whereabouts):
                     _report_takeovers(locks)
                     print(f"logs: {logs.target}", flush=True)
                     states = _states(runs, nodes)  # again under the lock: another run may have ended meanwhile
-                    return _finish(cfg, _train_all(session.sparkContext, cluster, runs, states, data, logs))
+                    return _finish(cfg, _train_all(session.sparkContext, job, runs, states, data))
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM, once Spark and every TF node have stopped
-        raise type(e)(_interrupted(runs, nodes)) from None
+        stopped = (type(e) if isinstance(e, Interrupted) else Interrupted)(_interrupted(runs, nodes))
+        stopped.reported = getattr(e, "reported", False)
+        raise stopped from None
     finally:
         if held:
             locks.release()
         logs.close()
+
+
+@dataclass
+class _Whereabouts:
+    """Where training stands, for the line an interrupt prints at once: from what the driver has heard (no
+    storage is read in a signal handler). The chief records an epoch as done before it reports it."""
+
+    run: TrainConfig
+    done_before: int  # epochs done when this run's training started
+    events: EventServer | None = None
+
+    def __call__(self) -> str:
+        heard = len(self.events.state.epochs) if self.events is not None else 0
+        epoch, total = self.done_before + heard + 1, self.run.epochs
+        command = "run the same command without --overwrite" if self.run.overwrite and epoch > 1 \
+            else "run the same command"
+        if epoch > total:
+            return f"interrupted after training ({total} epochs); {command} to export the trained weights"
+        return f"interrupted during epoch {epoch}/{total}; {command} to resume from epoch {epoch} of {total}"
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every run of one job shares: where its nodes go, its logs, and where training stands."""
+
+    cluster: Cluster
+    logs: RunLogs
+    whereabouts: _Whereabouts
 
 
 def _interrupted(runs: list[TrainConfig], nodes: int) -> str:
@@ -127,23 +160,35 @@ def _interrupted(runs: list[TrainConfig], nodes: int) -> str:
 
 
 @contextmanager
-def _terminate_unwinds() -> Iterator[None]:
-    """SIGTERM (yarn application -kill, a pod's deletion, kill PID) ends the driver as Ctrl-C does: through
-    the finally blocks, so Spark stops and the locks are released. Only where SIGTERM still kills outright
-    (its default) and on the main thread, the one Python delivers signals to."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+def _signals_unwind(where: Callable[[], str] = lambda: "") -> Iterator[None]:
+    """Ctrl-C and SIGTERM (yarn application -kill, a pod's deletion, kill PID) end the driver the same way:
+    the line saying where the run stopped (`where()`) goes to the terminal at once, while spark-submit's
+    JVM still relays it, then the exception unwinds through the finally blocks, so Spark stops and the
+    locks are released. On the main thread (the one Python delivers signals to), for SIGINT (pyspark's own
+    handler, which cancels the jobs and raises KeyboardInterrupt, is set aside: Spark stops while the
+    exception unwinds) and for SIGTERM where it still kills outright; a second signal during the
+    clean-up acts as before the block."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
+    ours = [signal.SIGINT] + ([signal.SIGTERM] if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL else [])
+    before = {signum: signal.getsignal(signum) for signum in ours}
 
     def unwind(signum: int, _frame: object) -> None:
-        raise Terminated()
+        for restored in ours:
+            signal.signal(restored, before[restored])
+        error = (Terminated if signum == signal.SIGTERM else Interrupted)(where())
+        print(interruption_line(error), file=sys.stderr, flush=True)
+        error.reported = True
+        raise error
 
-    signal.signal(signal.SIGTERM, unwind)
+    for signum in ours:
+        signal.signal(signum, unwind)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for signum in ours:
+            signal.signal(signum, before[signum])
 
 
 def _states(runs: list[TrainConfig], nodes: int, finished: bool = False) -> dict[str, RunState]:
@@ -159,8 +204,9 @@ def _report_takeovers(locks: RunLocks) -> None:
         print(f"took over {path}: the run that held it ({holder.describe()}) is gone", flush=True)
 
 
-def _train_all(sc, cluster: Cluster, runs: list[TrainConfig], states: dict[str, RunState], data: Any,
-               logs: RunLogs) -> dict[str, TrainResult]:
+def _train_all(sc, job: _Job, runs: list[TrainConfig], states: dict[str, RunState], data: Any
+               ) -> dict[str, TrainResult]:
+    cluster = job.cluster
     have = wait_for_executors(sc, cluster.nodes)
     if have < cluster.nodes:
         raise RuntimeError(
@@ -178,7 +224,7 @@ def _train_all(sc, cluster: Cluster, runs: list[TrainConfig], states: dict[str, 
         for run in runs:
             if len(runs) > 1:
                 print(f"=== variant {run.variant} ===", flush=True)
-            results[run.variant] = _train(sc, run, states[run.variant], cluster, plan, logs)
+            results[run.variant] = _train(sc, run, states[run.variant], plan, job)
         return results
     finally:
         plan.release()
@@ -193,8 +239,8 @@ def _finish(cfg: TrainConfig, results: dict[str, TrainResult]) -> TrainResult:
     return TrainResult(cfg.export_dir, [], {}, {}, variants=results)
 
 
-def _train(sc, cfg: TrainConfig, state: RunState, cluster: Cluster, plan: DriverPlan, logs: RunLogs
-           ) -> TrainResult:
+def _train(sc, cfg: TrainConfig, state: RunState, plan: DriverPlan, job: _Job) -> TrainResult:
+    cluster, logs = job.cluster, job.logs
     if state.finished:
         return _already_finished(cfg, state)
     for line in prepare_model_dir(cfg, state):  # every check has passed: only now is anything deleted
@@ -207,6 +253,7 @@ def _train(sc, cfg: TrainConfig, state: RunState, cluster: Cluster, plan: Driver
         return _exported(cfg, {}, plan)
     events = EventServer(cluster.address or sc.getConf().get("spark.driver.host"), on_log=logs.write)
     logs.redact.add(events.token)
+    job.whereabouts.run, job.whereabouts.done_before, job.whereabouts.events = cfg, state.epochs_done, events
     node_plan = NodePlan(
         config=cfg,
         run_id=new_run_id(),

@@ -19,9 +19,22 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised as the interrupt Ctrl-C raises (driver._terminate_unwinds): it unwinds the same
-    way, and no handler on the way treats it as a failure to explain."""
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C as a job reports it: its message says where the job stopped; `reported` once that line is on
+    the terminal (a job prints it at once: spark-submit's JVM, which relays the Python driver's output,
+    may be gone by the time the driver has cleaned up)."""
+
+    reported = False
+
+
+class Terminated(Interrupted):
+    """SIGTERM, raised as the interrupt Ctrl-C raises (driver._signals_unwind): it unwinds the same way,
+    and no handler on the way treats it as a failure to explain."""
+
+
+def interruption_line(error: KeyboardInterrupt, default: str = "interrupted") -> str:
+    message = str(error) or default
+    return f"error: stopped by SIGTERM: {message}" if isinstance(error, Terminated) else f"error: {message}"
 
 
 def _bad_input(error: BaseException) -> bool:
@@ -34,12 +47,10 @@ def run_command(work: Callable[[], int | None], interrupted: str = "interrupted"
     """Runs a command's work and returns its exit code; `interrupted` is the line printed on Ctrl-C."""
     try:
         return work() or 0
-    except Terminated as e:  # the job may say where it stopped and where the same command resumes
-        print(f"error: stopped by SIGTERM: {e if str(e) else interrupted}", file=sys.stderr)
-        return EXIT_TERMINATED
-    except KeyboardInterrupt as e:
-        print(f"error: {e if str(e) else interrupted}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:  # the job may say where it stopped and where the same command resumes
+        if not getattr(e, "reported", False):
+            print(interruption_line(e, interrupted), file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
     except (RuntimeError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT if _bad_input(e) else EXIT_FAILED

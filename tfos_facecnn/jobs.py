@@ -14,10 +14,8 @@ LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 def _job(work) -> int:
     logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
-    try:
-        return run_command(work)
-    finally:
-        logging.getLogger().setLevel(logging.WARNING)  # py4j's INFO lines as Python exits stay off the console
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # its INFO lines as Python exits stay off the console
+    return run_command(work)
 
 
 def run_train(argv: Sequence[str]) -> int:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 
 from tests.conftest import SAMPLE, run_job, run_train_job
 from tests.spark.checks import EPOCH_LINE, SMALL_RUN
+from tfos_facecnn.cluster_run import SECRETS_FOR_TESTS_ENV
 from tfos_facecnn.export import is_complete
 from tfos_facecnn.inference import load_model_bytes
 
@@ -47,17 +50,41 @@ def executor_logs_since(started: float) -> str:
     return "".join(p.read_text(errors="replace") for p in logs)
 
 
+def secret_forms(secret: str) -> list[str]:
+    """A secret as it could appear in text: a TFoS authkey (hex in the file) also as Python prints bytes."""
+    forms = [secret]
+    if len(secret) == 32:  # 16 random bytes
+        forms.append(repr(bytes.fromhex(secret))[2:-1])
+    return forms
+
+
 def train_on_s3(s3, master: str, mode: str, data: str, *extra: str):
     started = time.time()
-    result = run_train_job(master, "--input-mode", mode, *SMALL_RUN, "--data-dir", data,
-                           "--model-dir", f"{s3.url}/model", "--export-dir", f"{s3.url}/export", *extra, timeout=540)
+    secrets_file = Path(tempfile.mkdtemp()) / "secrets"
+    os.environ[SECRETS_FOR_TESTS_ENV] = str(secrets_file)
+    try:
+        result = run_train_job(master, "--input-mode", mode, *SMALL_RUN, "--data-dir", data, "--model-dir",
+                               f"{s3.url}/model", "--export-dir", f"{s3.url}/export", *extra, timeout=540)
+    finally:
+        del os.environ[SECRETS_FOR_TESTS_ENV]
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert [int(n) for n in EPOCH_LINE.findall(result.stdout)] == [1, 2]
     if master.startswith("local-cluster"):
         logs = executor_logs_since(started)
         assert "Spark Executor Command" in logs  # the executors' own logs were found
-        assert s3.server.secret_key not in logs  # the forwarded credential is never logged
+        # No secret anywhere: the storage credential, the run's event token and the TFoS managers' authkeys,
+        # on the console, in the executors' stderr, in the run's logs and in every output file on S3.
+        run_secrets = secrets_file.read_text().split()
+        assert len(run_secrets) == 3, run_secrets  # the token and two nodes' authkeys
+        texts = {"console": output, "executor stderr": logs}
+        texts |= {key: s3.fs.cat_file(f"{s3.url[5:]}/{key}").decode("utf-8", "replace") for key in s3.keys()
+                  if key.endswith((".log", ".json", ".md", ".csv"))}
+        node_logs = [name for name in texts if name.startswith("model/logs/") and name.endswith("node-chief-0.log")]
+        assert node_logs, sorted(texts)
+        for secret in [s3.server.secret_key, *run_secrets]:
+            for form in secret_forms(secret):
+                assert not [name for name, text in texts.items() if form in text], form
     return result, output
 
 

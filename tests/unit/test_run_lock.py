@@ -160,11 +160,11 @@ def test_on_s3_the_lock_is_an_object_created_only_once(s3):
 
 
 def test_sigterm_unwinds_the_driver_like_ctrl_c_so_its_locks_go(tmp_path: Path):
-    from tfos_facecnn.driver import Terminated, _terminate_unwinds
+    from tfos_facecnn.driver import Terminated, _signals_unwind
 
     spec = model_dir_lock(str(tmp_path))
     with pytest.raises(Terminated):
-        with acquire(spec), _terminate_unwinds():
+        with acquire(spec), _signals_unwind():
             os.kill(os.getpid(), signal.SIGTERM)
     assert not Path(spec.path).exists()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the default is back afterwards

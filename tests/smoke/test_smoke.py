@@ -1,0 +1,64 @@
+"""The fast tier's one spark-submit run (make test-fast): a tiny training on local[*] whose console shows the
+job and nothing else, and whose every process's output lands in MODEL_DIR/logs/RUN/."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, run_train_job
+
+pytestmark = pytest.mark.spark
+# What the console of a run shows: the job's own lines. The JVM prints the first itself, before any of
+# the job's code runs (spark-submit adds the module).
+JOB_LINE = re.compile(
+    r"^(WARNING: Using incubator modules: jdk\.incubator\.vector"
+    r"|logs: \S+|decoding \d+ images on the executors .*|data (train|val|test): \d+ faces, \d+ comics"
+    r"|starting \d+ TF node\(s\) on \S+ in (SPARK|TENSORFLOW) mode: .*|TF node \S+ started on .*"
+    r"|TF nodes ready: building the model and tracing its first step .*"
+    r"|epoch \d+/\d+ loss=\S+ accuracy=\S+ val_loss=\S+ val_accuracy=\S+ images/s=\S+.*"
+    r"|exported model to \S+ .*|report: \S+|done: test accuracy=\S+ on \d+ images; outputs in \S+)$"
+)
+
+
+@pytest.mark.timeout(300)
+def test_a_tiny_run_shows_the_job_on_the_console_and_everything_else_in_its_logs(tmp_path: Path):
+    model = tmp_path / "model"
+    result = run_train_job("local[*]", "--input-mode", "spark", "--epochs", "2", "--image-size", "48",
+                           "--batch-size", "8", "--model-dir", str(model), "--export-dir", str(tmp_path / "export"),
+                           timeout=280)
+    console = (result.stdout + result.stderr).splitlines()
+    assert result.returncode == 0, "\n".join(console[-60:])
+    noise = [line for line in console if not JOB_LINE.match(line)]
+    assert not noise, noise
+    assert [line.split()[1] for line in console if line.startswith("epoch ")] == ["1/2", "2/2"]
+    assert "(after the first step, " in next(line for line in console if line.startswith("epoch 1/2"))
+
+    [run] = (model / "logs").iterdir()
+    assert f"logs: {run}" in console
+    logs = {path.name: path.read_text() for path in run.iterdir()}
+    assert {"driver.log", "node-chief-0.log", "executor-driver.log"} <= set(logs), sorted(logs)
+    # what used to flood the console, each in the log of the process that wrote it
+    assert "Reserving TFSparkNodes" in logs["driver.log"]  # TFoS's INFO lines on the driver
+    assert "MultiWorkerMirroredStrategy" in logs["node-chief-0.log"]  # the TF node's own logging
+    assert "TFSparkNode.reserve" in logs["executor-driver.log"]  # the executor's node start task
+    assert "fed " in logs["executor-driver.log"]  # the feeding tasks
+    stamped = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
+    assert all(stamped.match(line) for text in logs.values() for line in text.splitlines() if line.strip())
+
+
+@pytest.mark.timeout(120)
+def test_every_entry_point_says_its_version():
+    from tfos_facecnn import __version__
+
+    for job in ("train.py", "prepare.py", "evaluate.py", "predict.py", "crossval.py"):
+        shown = subprocess.run([sys.executable, str(REPO / "jobs" / job), "--version"], capture_output=True, text=True,
+                               timeout=60)
+        assert shown.returncode == 0 and shown.stdout.strip() == f"tfos-facecnn {__version__}", (job, shown)
+    shown = subprocess.run([sys.executable, "-m", "tfos_facecnn", "--version"], capture_output=True, text=True,
+                           timeout=60)
+    assert shown.stdout.strip() == f"tfos-facecnn {__version__}"
