@@ -178,14 +178,15 @@ def predict_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="spark-submit jobs/predict.py",
         description="Predict face vs comic for many images with Spark: each partition loads the exported "
-        "model once and predicts in batches. Output columns: path, p_face, label, error.",
+        "model once and predicts in batches. Output columns: path, p_face, predicted (faces or comics), error.",
     )
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"export dir or model.keras (default {DEFAULT_MODEL})")
     p.add_argument("--input", action="append", required=True, dest="inputs",
                    help="a folder (its .jpg/.jpeg/.png files), a glob, a .txt file of paths/URIs, or an image; "
                    "repeatable")
     p.add_argument("--output", required=True, help="output folder (Spark writes part files and _SUCCESS)")
-    p.add_argument("--format", choices=OUTPUT_FORMATS, default="csv", help="csv (with header) or parquet")
+    p.add_argument("--format", choices=OUTPUT_FORMATS, default="csv",
+                   help="csv (with header), parquet, or json (one object per line, nulls included)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     p.add_argument("--batch-size", type=int, default=BATCH, dest="batch_size", help=f"images per batch ({BATCH})")
     _job_options(p, "YAML whose storage: section holds fsspec options and bind_address")

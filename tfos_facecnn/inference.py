@@ -24,8 +24,14 @@ from .data.images import ImageDecodeError, decode_image
 from .export import MODEL_FILE
 
 BATCH = 64  # images per predict call: amortises the call overhead, bounded memory at any image size
-OUTPUT_FORMATS = ("csv", "parquet")  # jobs/predict.py --format
+OUTPUT_FORMATS = ("csv", "parquet", "json")  # jobs/predict.py --format
+# The output's columns, in order. `label` is kept for the true class (evaluate's predictions.csv);
+# `predicted` is the model's call: the class name at P(face) >= metrics.THRESHOLD.
+PREDICTION_COLUMNS = ("path", "p_face", "predicted", "error")
 DEFAULT_MODEL = "output/export"  # the training job's default --export-dir
+# Spark writer options per --format: a CSV header; JSON lines with every column, nulls included (Spark
+# drops null fields by default), as part_writer writes them to storage URIs.
+WRITER_OPTIONS = {"csv": {"header": "true"}, "json": {"ignoreNullFields": "false"}}
 LIST_SUFFIXES = (".txt", ".lst", ".list")  # a file of paths, one per line
 GLOB_CHARS = "*?["
 
@@ -48,7 +54,7 @@ class PredictConfig:
 class Prediction:
     path: str
     p_face: float | None
-    label: str | None
+    predicted: str | None  # "faces" or "comics"; None with an error
     error: str | None
 
 
@@ -90,7 +96,7 @@ def image_size_of(model) -> int:
     return int(model.input_shape[1])
 
 
-def label_of(p_face: float) -> str:
+def predicted_class(p_face: float) -> str:
     from .metrics import THRESHOLD
 
     return LABEL_NAMES[1] if p_face >= THRESHOLD else LABEL_NAMES[0]
@@ -134,23 +140,29 @@ def _load_or_error(path: str, size: int) -> np.ndarray | str:
         return str(e) or type(e).__name__
 
 
+def probabilities_of(model, items: Sequence[np.ndarray | str | None]) -> list[float | None]:
+    """P(face) of every decoded image among `items` in one predict call; None for the others (their
+    error messages). Shared by the jobs and predict_udf."""
+    good = [i for i, item in enumerate(items) if isinstance(item, np.ndarray)]
+    out: list[float | None] = [None] * len(items)
+    if good:
+        batch = np.stack([items[i] for i in good]).astype(np.float32)
+        for i, p in zip(good, model.predict_on_batch(batch).reshape(-1), strict=True):
+            out[i] = float(p)
+    return out
+
+
 def predict_paths(model, paths: Iterable[str], batch_size: int = BATCH) -> Iterator[Prediction]:
     """One Prediction per path, in order; batches of decodable images go through the model."""
     size = image_size_of(model)
     pending: list[tuple[str, np.ndarray | str]] = []
 
     def flush() -> Iterator[Prediction]:
-        good = [(i, item) for i, (_, item) in enumerate(pending) if isinstance(item, np.ndarray)]
-        probabilities = {}
-        if good:
-            batch = np.stack([pixels for _, pixels in good]).astype(np.float32)
-            for (i, _), p in zip(good, model.predict_on_batch(batch).reshape(-1), strict=True):
-                probabilities[i] = float(p)
-        for i, (path, item) in enumerate(pending):
-            if i in probabilities:
-                yield Prediction(path, probabilities[i], label_of(probabilities[i]), None)
-            else:
+        for (path, item), p in zip(pending, probabilities_of(model, [item for _, item in pending]), strict=True):
+            if p is None:
                 yield Prediction(path, None, None, str(item))
+            else:
+                yield Prediction(path, p, predicted_class(p), None)
         pending.clear()
 
     for path in paths:
@@ -189,14 +201,14 @@ def predict_partition(model: ShippedModel, batch_size: int, storage_options: dic
     def run(paths: Iterable[str]) -> Iterator[tuple]:
         storage.configure(storage_options)
         for row in predict_paths(model.load(), paths, batch_size):
-            yield row.path, row.p_face, row.label, row.error
+            yield row.path, row.p_face, row.predicted, row.error
 
     return run
 
 
 def predict_on_spark(sc, model_path: str, paths: Sequence[str], batch_size: int = BATCH,
                      storage_options: dict[str, Any] | None = None):
-    """RDD of (path, p_face, label, error) rows, one per input path."""
+    """RDD of (path, p_face, predicted, error) rows (PREDICTION_COLUMNS), one per input path."""
     partitions = max(sc.defaultParallelism, math.ceil(len(paths) / (4 * batch_size)))
     return sc.parallelize(list(paths), partitions).mapPartitions(
         predict_partition(ship_model(sc, model_path), batch_size, storage_options)
@@ -231,7 +243,7 @@ def predict(spark: Any, pcfg: PredictConfig) -> dict[str, Any]:
         schema = StructType([
             StructField("path", StringType(), False),
             StructField("p_face", DoubleType(), True),
-            StructField("label", StringType(), True),
+            StructField("predicted", StringType(), True),
             StructField("error", StringType(), True),
         ])
         rows = predict_on_spark(session.sparkContext, model_path, paths, pcfg.batch_size, options).cache()
@@ -239,9 +251,7 @@ def predict(spark: Any, pcfg: PredictConfig) -> dict[str, Any]:
             if storage.is_local(output):
                 frame = session.createDataFrame(rows, schema)
                 writer = frame.write.mode("overwrite" if pcfg.overwrite else "errorifexists").format(pcfg.format)
-                if pcfg.format == "csv":
-                    writer = writer.option("header", True)
-                writer.save(output)
+                writer.options(**WRITER_OPTIONS.get(pcfg.format, {})).save(output)
             else:
                 write_parts(rows, output, pcfg.format, options)
             failed = rows.filter(lambda row: row[3] is not None).map(lambda row: (row[0], row[3])).collect()

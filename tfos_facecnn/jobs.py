@@ -103,16 +103,19 @@ def run_predict(argv: Sequence[str]) -> int:
 
 
 def run_local_predict(args: Any) -> int:
-    """`python -m tfos_facecnn predict` (its dispatcher maps errors to exit codes): 'path<TAB>label<TAB>
-    p_face' per image (or its error), no Spark; 1 if any image failed."""
-    from .inference import expand_inputs, load_model, model_file, predict_paths
+    """`python -m tfos_facecnn predict` (its dispatcher maps errors to exit codes): tab-separated lines
+    under a header, the columns of jobs/predict.py (path, p_face, predicted, error; empty where none),
+    no Spark; 1 if any image failed."""
+    from .inference import PREDICTION_COLUMNS, expand_inputs, load_model, model_file, predict_paths
 
     model = load_model(model_file(args.model))
+    paths = expand_inputs(args.images)
+    print("\t".join(PREDICTION_COLUMNS), flush=True)
     failed = 0
-    for row in predict_paths(model, expand_inputs(args.images)):
+    for row in predict_paths(model, paths):
         if row.error is None:
-            print(f"{row.path}\t{row.label}\t{row.p_face:.4f}", flush=True)
+            print(f"{row.path}\t{row.p_face:.4f}\t{row.predicted}\t", flush=True)
         else:
             failed += 1
-            print(f"{row.path}\terror\t{row.error}", flush=True)
+            print(f"{row.path}\t\t\t{row.error}", flush=True)
     return 1 if failed else 0

@@ -88,6 +88,15 @@ def _configure_tf(threads: int):
     return tf
 
 
+def visible_gpus() -> list[str] | None:
+    """The GPUs this node may use, as CUDA_VISIBLE_DEVICES lists them; None when unset (all of the host's).
+    TFoS (TFSparkNode._get_gpus) sets it in the node's task before main_fun runs, so before TF is imported:
+    to the addresses Spark gave the task (spark.task.resource.gpu.amount; distinct per executor on a host),
+    else to GPUs it picks with nvidia-smi, else to "" (none)."""
+    value = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return None if value is None else [address.strip() for address in value.split(",") if address.strip()]
+
+
 def _train_node(plan: NodePlan, ctx, reporter: EventClient, status: dict[str, Any]) -> dict[str, Any]:
     from . import storage
     from .storage.mirror import LocalMirror
@@ -188,6 +197,9 @@ def _fit_and_export(plan: NodePlan, ctx, reporter: EventClient, status: dict[str
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "tf_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "gpus": visible_gpus(),  # what Spark assigned this node's task (see visible_gpus)
+            "tf_gpus": len(tf.config.list_physical_devices("GPU")),  # of those, what TF could open
+            "replicas": strategy.num_replicas_in_sync,  # all nodes' GPUs (or one per CPU node)
             **inputs.record,
             "steps_per_epoch": plan.steps_per_epoch,
             "per_replica_batch": setup.per_replica_batch,

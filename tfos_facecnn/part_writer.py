@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from . import storage
 from .config import ConfigError
 from .export import staged_output
-
-COLUMNS = ("path", "p_face", "label", "error")
+from .inference import PREDICTION_COLUMNS as COLUMNS
 
 
 def parquet_available() -> None:
@@ -45,7 +45,7 @@ def _parquet(rows: list[tuple]) -> bytes:
     table = pa.table({
         "path": pa.array(columns[0], pa.string()),
         "p_face": pa.array(columns[1], pa.float64()),
-        "label": pa.array(columns[2], pa.string()),
+        "predicted": pa.array(columns[2], pa.string()),
         "error": pa.array(columns[3], pa.string()),
     })
     buffer = io.BytesIO()
@@ -53,7 +53,13 @@ def _parquet(rows: list[tuple]) -> bytes:
     return buffer.getvalue()
 
 
-ENCODERS: dict[str, Callable[[list[tuple]], bytes]] = {"csv": _csv, "parquet": _parquet}
+def _json(rows: list[tuple]) -> bytes:
+    """JSON lines as Spark's writer makes them (compact, UTF-8), with nulls kept (inference.WRITER_OPTIONS)."""
+    return "".join(json.dumps(dict(zip(COLUMNS, row, strict=True)), ensure_ascii=False, separators=(",", ":")) + "\n"
+                   for row in rows).encode("utf-8")
+
+
+ENCODERS: dict[str, Callable[[list[tuple]], bytes]] = {"csv": _csv, "parquet": _parquet, "json": _json}
 
 
 def part_writer(staging: str, fmt: str, storage_options: dict[str, Any]) -> Callable:

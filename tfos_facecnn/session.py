@@ -19,7 +19,7 @@ from typing import Any
 
 from .config import ConfigError
 from .loopback import LOCAL_IP_ENV, relaunch_on, under_spark_submit
-from .spark_env import LOOPBACK, Master, bind_address, parse_master, session_settings
+from .spark_env import LOOPBACK, Master, bind_address, check_gpu_amounts, parse_master, session_settings
 
 logger = logging.getLogger(__name__)
 DEFAULT_MASTER = "local[*]"  # spark-submit's own default, for a job run with plain `python`
@@ -104,8 +104,8 @@ class GivenSession(SessionSource):
 
 def session_source(spark: Any = None, master_url: str | None = None) -> SessionSource:
     """The caller's session when given one, else the job's own (from spark-submit's settings or master_url)."""
-    if spark is None:
-        return JobSession(master_url)
     if isinstance(spark, SessionSource):
         return spark
-    return GivenSession(spark)
+    source = JobSession(master_url) if spark is None else GivenSession(spark)
+    check_gpu_amounts(source.conf)  # before any session starts: each TF node gets its task's GPUs
+    return source

@@ -147,6 +147,47 @@ def session_settings(master: Master, address: str | None, conf: dict[str, str],
     return {k: v for k, v in wanted.items() if k not in conf}
 
 
+EXECUTOR_GPUS = "spark.executor.resource.gpu.amount"
+TASK_GPUS = "spark.task.resource.gpu.amount"
+MAX_GPU_SHARE = 0.5  # Spark's own rule: a task takes a GPU share of at most 1/2 (several tasks per GPU) or whole GPUs
+
+
+def check_gpu_amounts(conf: dict[str, str]) -> None:
+    """GPUs through Spark's resource scheduling: a TF node is one task on its executor and uses the GPU
+    addresses Spark gives that task (TFoS sets them as CUDA_VISIBLE_DEVICES), so both amounts must be set
+    and the executor's GPUs must split into whole tasks. Refuses what would idle GPUs or start no task."""
+    given = {key: conf[key].strip() for key in (EXECUTOR_GPUS, TASK_GPUS) if conf.get(key, "").strip()}
+    if not given:
+        return
+    amounts: dict[str, float] = {}
+    for key, value in given.items():
+        try:
+            amounts[key] = float(value)
+        except ValueError as e:
+            raise ConfigError(f"{key}={value} is not a number; give the GPUs as a number, e.g. {key}=1") from e
+        if amounts[key] <= 0:
+            raise ConfigError(f"{key}={value} must be above 0; remove it to run without GPUs")
+    executor, task = amounts.get(EXECUTOR_GPUS), amounts.get(TASK_GPUS)
+    if executor is None:
+        raise ConfigError(f"{TASK_GPUS}={given[TASK_GPUS]} needs {EXECUTOR_GPUS}: set it to the GPUs of each "
+                          f"executor (a multiple of {given[TASK_GPUS]})")
+    if not executor.is_integer():
+        raise ConfigError(f"{EXECUTOR_GPUS}={given[EXECUTOR_GPUS]} must be a whole number of GPUs")
+    if task is None:
+        raise ConfigError(f"{EXECUTOR_GPUS}={given[EXECUTOR_GPUS]} without {TASK_GPUS}: Spark would give the TF "
+                          f"node's task no GPU address; set {TASK_GPUS}={int(executor)}")
+    if task > executor:
+        raise ConfigError(f"{TASK_GPUS}={given[TASK_GPUS]} is more than {EXECUTOR_GPUS}={given[EXECUTOR_GPUS]}: "
+                          f"no task could start; set {TASK_GPUS}={int(executor)}")
+    if task < 1:
+        if task > MAX_GPU_SHARE:
+            raise ConfigError(f"{TASK_GPUS}={given[TASK_GPUS]}: a task's share of a GPU must be at most "
+                              f"{MAX_GPU_SHARE} (or whole GPUs); set {TASK_GPUS}={int(executor)}")
+    elif not task.is_integer() or executor % task:
+        raise ConfigError(f"{EXECUTOR_GPUS}={given[EXECUTOR_GPUS]} does not split into tasks of {TASK_GPUS}="
+                          f"{given[TASK_GPUS]}: GPUs would sit idle; set {TASK_GPUS}={int(executor)}")
+
+
 def registered_executors(sc) -> int:
     """Executors registered with the driver (the driver itself is not counted, except in local mode)."""
     count = sc._jsc.sc().getExecutorMemoryStatus().size()

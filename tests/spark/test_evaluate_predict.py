@@ -66,7 +66,8 @@ def test_batch_predict_on_local_cluster_keeps_going_past_bad_inputs(trained: Pat
                       "text.jpg": "not an image Pillow can identify"}
     good = [r for r in rows if not r["error"]]
     assert all(0.0 <= float(r["p_face"]) <= 1.0 for r in good)
-    assert all(r["label"] == ("faces" if float(r["p_face"]) >= 0.5 else "comics") for r in good)
+    assert list(rows[0]) == ["path", "p_face", "predicted", "error"]
+    assert all(r["predicted"] == ("faces" if float(r["p_face"]) >= 0.5 else "comics") for r in good)
     assert "predicted 37 of 40 images" in result.stdout
     again = run_job("predict.py", "local[*]", "--model", str(trained), "--input", "list.txt", "--output", "preds",
                     timeout=240, cwd=tmp_path)
@@ -79,12 +80,13 @@ def test_predict_cli_prints_a_line_per_image(trained: Path, tmp_path: Path):
     images = [str(SAMPLE / "faces" / "0.jpg"), str(SAMPLE / "comics" / "1.jpg"), str(tmp_path / "bad.jpg")]
     out = subprocess.run([sys.executable, "-m", "tfos_facecnn", "predict", "--model", str(trained), *images],
                          env=spark_env(), cwd=REPO, capture_output=True, text=True, timeout=240)
-    lines = out.stdout.strip().splitlines()
+    header, *lines = out.stdout.strip("\n").splitlines()
+    assert header == "path\tp_face\tpredicted\terror"  # jobs/predict.py's columns
     assert len(lines) == 3 and out.returncode == 1  # one image failed
     for line, image in zip(lines[:2], images[:2], strict=True):
-        path, label, probability = line.split("\t")
-        assert path == image and label in ("faces", "comics") and 0 <= float(probability) <= 1
-    assert lines[2] == f"{images[2]}\terror\tempty file"
+        path, probability, predicted, error = line.split("\t")
+        assert path == image and predicted in ("faces", "comics") and 0 <= float(probability) <= 1 and error == ""
+    assert lines[2] == f"{images[2]}\t\t\tempty file"
     missing = subprocess.run([sys.executable, "-m", "tfos_facecnn", "predict", "--model", str(tmp_path), images[0]],
                              env=spark_env(), cwd=REPO, capture_output=True, text=True, timeout=240)
     assert missing.returncode == 2 and "holds no model.keras" in missing.stderr
