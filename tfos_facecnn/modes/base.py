@@ -76,6 +76,12 @@ class NodeSetup:
     def is_chief(self) -> bool:
         return self.ctx.job_name == "chief"
 
+    @property
+    def node_batch(self) -> int:
+        """Images this node trains on per step: a per-replica batch for each of its replicas (one per GPU
+        Spark gave it, one on a CPU node): the global batch / the node count."""
+        return self.per_replica_batch * max(1, self.strategy.num_replicas_in_sync // self.workers)
+
 
 def val_steps(sizes_per_worker: list[int], per_replica: int) -> int:
     """Every worker runs the same number of validation steps (a collective each): enough for the

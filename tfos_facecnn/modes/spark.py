@@ -285,7 +285,7 @@ class SparkMode(InputMode):
             lambda _: files_dataset(val_share, cfg.image_size, per_replica, cache=cache)
         )
         steps = val_steps([len(worker_share(feed_plan.val, setup.workers, i)) for i in range(setup.workers)],
-                          per_replica)
+                          setup.node_batch)
 
         def finish() -> None:
             inputs.record["items_fed"] = counter.items

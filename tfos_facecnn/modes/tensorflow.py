@@ -95,7 +95,7 @@ def _node_inputs(setup: NodeSetup) -> NodeInputs:
     cache = ShardCache([*mine, *(p for p, _ in val_share), *tests], cfg.shard_cache_mb)
     train = setup.strategy.distribute_datasets_from_function(
         lambda _: tfrecord_dataset(mine, cfg.image_size, shards.record_format, per_replica, cfg.seed + setup.index,
-                                   epoch_records=plan.steps_per_epoch * per_replica, resolve=cache.local)
+                                   epoch_records=plan.steps_per_epoch * setup.node_batch, resolve=cache.local)
     )
     val = setup.strategy.distribute_datasets_from_function(
         lambda _: tfrecord_dataset([p for p, _ in val_share], cfg.image_size, shards.record_format, per_replica,
@@ -103,7 +103,7 @@ def _node_inputs(setup: NodeSetup) -> NodeInputs:
     )
     steps = val_steps(
         [sum(n for _, n in worker_share(shards.files(VAL), setup.workers, i)) for i in range(setup.workers)],
-        per_replica)
+        setup.node_batch)
 
     def test_predictions(model: Any) -> Predictions:
         examples = [e for path in tests for e in read_examples(cache.local(path), cfg.image_size,
