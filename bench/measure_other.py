@@ -117,7 +117,7 @@ def measure_h(suite: Suite) -> dict[str, Any]:
     events = root / "events"
     events.mkdir(exist_ok=True)
     conf = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": events.as_uri(), "spark.eventLog.compress": "false"}
-    command = job_command("predict.py", LOCAL, "--model", str(model), "--input", str(listing), "--output",
+    command = job_command("predict.py", LOCAL, "--model", str(model), "--input", str(listing), "--output-dir",
                           str(root / "out"), "--overwrite", conf=conf)
     result = run_streaming(command, s.run_timeout_s, suite.log("h-predict")).check("jobs/predict.py")
     total = len(paths) * copies

@@ -184,21 +184,28 @@ def predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", action="append", required=True, dest="inputs",
                    help="a folder (its .jpg/.jpeg/.png files), a glob, a .txt file of paths/URIs, or an image; "
                    "repeatable")
-    p.add_argument("--output", required=True, help="output folder (Spark writes part files and _SUCCESS)")
+    p.add_argument("--output-dir", dest="output_dir",
+                   help="output folder, required (Spark writes part files and _SUCCESS)")
+    p.add_argument("--output", dest="output_dir", help=argparse.SUPPRESS)  # the name before 0.2
     p.add_argument("--format", choices=OUTPUT_FORMATS, default="csv",
-                   help="csv (with header), parquet, or json (one object per line, nulls included)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    p.add_argument("--batch-size", type=int, default=BATCH, dest="batch_size", help=f"images per batch ({BATCH})")
+                   help="csv (with header), parquet, or json (one object per line, nulls included) (default csv)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
+    p.add_argument("--inference-batch", type=int, default=BATCH, dest="inference_batch",
+                   help=f"images per predict call on an executor (default {BATCH})")
+    p.add_argument("--batch-size", type=int, dest="inference_batch", help=argparse.SUPPRESS)  # the name before 0.2
     _job_options(p, "YAML whose storage: section holds fsspec options and bind_address")
     return _versioned(p)
 
 
 def parse_predict_args(argv: Sequence[str] | None = None) -> tuple[PredictConfig, str | None]:
-    args = predict_parser().parse_args(argv)
+    parser = predict_parser()
+    args = parser.parse_args(argv)
+    if args.output_dir is None:
+        parser.error("the following arguments are required: --output-dir")
     settings = _settings(args.config, args.bind_address)
-    return PredictConfig(inputs=tuple(args.inputs), output=args.output, model=args.model, format=args.format,
-                         overwrite=args.overwrite, batch_size=args.batch_size, bind_address=settings.bind_address,
-                         storage=settings.storage), args.master
+    return PredictConfig(inputs=tuple(args.inputs), output_dir=args.output_dir, model=args.model, format=args.format,
+                         overwrite=args.overwrite, inference_batch=args.inference_batch,
+                         bind_address=settings.bind_address, storage=settings.storage), args.master
 
 
 def configure_local_predict(p: argparse.ArgumentParser) -> None:

@@ -28,7 +28,7 @@ OUTPUT_FORMATS = ("csv", "parquet", "json")  # jobs/predict.py --format
 # The output's columns, in order. `label` is kept for the true class (evaluate's predictions.csv);
 # `predicted` is the model's call: the class name at P(face) >= metrics.THRESHOLD.
 PREDICTION_COLUMNS = ("path", "p_face", "predicted", "error")
-DEFAULT_MODEL = "output/export"  # the training job's default --export-dir
+DEFAULT_MODEL = "output/export"  # the training job's default --export-dir: what predict and evaluate take as --model
 # Spark writer options per --format: a CSV header; JSON lines with every column, nulls included (Spark
 # drops null fields by default), as part_writer writes them to storage URIs.
 WRITER_OPTIONS = {"csv": {"header": "true"}, "json": {"ignoreNullFields": "false"}}
@@ -41,11 +41,11 @@ class PredictConfig:
     """What jobs/predict.py (and `predict` from Python) scores, with which model, into where."""
 
     inputs: tuple[str, ...]  # folders, globs, .txt lists of paths/URIs, image paths
-    output: str  # a folder: Spark's part files and _SUCCESS
+    output_dir: str  # a folder: Spark's part files and _SUCCESS
     model: str = DEFAULT_MODEL  # an export dir or a model.keras
     format: str = "csv"
     overwrite: bool = False
-    batch_size: int = BATCH  # images per predict call on an executor
+    inference_batch: int = BATCH  # images per predict call on an executor
     bind_address: str = "auto"  # the job's sockets (TrainConfig.bind_address)
     storage: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)  # fsspec options
 
@@ -222,16 +222,16 @@ def predict(spark: Any, pcfg: PredictConfig) -> dict[str, Any]:
     from .session import session_source
     from .storage.access import prepare_storage
 
-    if pcfg.batch_size < 1:
-        raise ConfigError(f"--batch-size {pcfg.batch_size} must be at least 1")
+    if pcfg.inference_batch < 1:
+        raise ConfigError(f"--inference-batch {pcfg.inference_batch} must be at least 1")
     if pcfg.format not in OUTPUT_FORMATS:
         raise ConfigError(f"--format {pcfg.format!r} is not one of {', '.join(OUTPUT_FORMATS)}")
     options = dict(pcfg.storage)
-    output, model = storage.absolute(pcfg.output), storage.absolute(pcfg.model)
-    env = prepare_storage(options, {"--model": model}, {"--output": output})
+    output, model = storage.absolute(pcfg.output_dir), storage.absolute(pcfg.model)
+    env = prepare_storage(options, {"--model": model}, {"--output-dir": output})
     model_path = model_file(model)
     if storage.exists(output) and not pcfg.overwrite:
-        raise ConfigError(f"--output {output!r} already exists; pass --overwrite to replace it")
+        raise ConfigError(f"--output-dir {output!r} already exists; pass --overwrite to replace it")
     paths = expand_inputs(pcfg.inputs)
     env |= storage.forwarded_env(paths)
     if not storage.is_local(output) and pcfg.format == "parquet":
@@ -246,7 +246,7 @@ def predict(spark: Any, pcfg: PredictConfig) -> dict[str, Any]:
             StructField("predicted", StringType(), True),
             StructField("error", StringType(), True),
         ])
-        rows = predict_on_spark(session.sparkContext, model_path, paths, pcfg.batch_size, options).cache()
+        rows = predict_on_spark(session.sparkContext, model_path, paths, pcfg.inference_batch, options).cache()
         try:
             if storage.is_local(output):
                 frame = session.createDataFrame(rows, schema)

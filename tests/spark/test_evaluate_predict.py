@@ -56,7 +56,7 @@ def test_batch_predict_on_local_cluster_keeps_going_past_bad_inputs(trained: Pat
     # relative --input/--output on purpose: local-cluster executors run in other working directories
     (tmp_path / "list.txt").write_text("face.jpg\ncomic.png\nmissing.jpg\nfolder.jpg\ntext.jpg\n")
     result = run_job("predict.py", "local-cluster[2,1,1024]", "--model", str(trained),
-                     "--input", "list.txt", "--input", str(SAMPLE / "faces"), "--output", "preds",
+                     "--input", "list.txt", "--input", str(SAMPLE / "faces"), "--output-dir", "preds",
                      timeout=540, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = [row for part in sorted((tmp_path / "preds").glob("part-*.csv")) for row in csv.DictReader(part.open())]
@@ -69,6 +69,7 @@ def test_batch_predict_on_local_cluster_keeps_going_past_bad_inputs(trained: Pat
     assert list(rows[0]) == ["path", "p_face", "predicted", "error"]
     assert all(r["predicted"] == ("faces" if float(r["p_face"]) >= 0.5 else "comics") for r in good)
     assert "predicted 37 of 40 images" in result.stdout
+    # --output: the option's name before 0.2, still accepted
     again = run_job("predict.py", "local[*]", "--model", str(trained), "--input", "list.txt", "--output", "preds",
                     timeout=240, cwd=tmp_path)
     assert again.returncode == 2 and "already exists; pass --overwrite" in again.stdout + again.stderr

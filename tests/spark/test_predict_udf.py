@@ -80,7 +80,7 @@ def test_predict_writes_the_same_columns_in_every_format(spark, export: Path, im
     results = {}
     for fmt in ("csv", "parquet", "json"):
         out = tmp_path / fmt
-        summary = predict(spark, PredictConfig(inputs=(str(images),), output=str(out), model=str(export), format=fmt))
+        summary = predict(spark, PredictConfig(inputs=(str(images),), output_dir=str(out), model=str(export), format=fmt))
         assert summary["rows"] == 4 and len(summary["errors"]) == 2 and (out / "_SUCCESS").exists()
         frame = readers[fmt](str(out))
         if fmt != "json":  # Spark's JSON reader orders columns by name
@@ -94,7 +94,7 @@ def test_predict_writes_the_same_columns_in_every_format(spark, export: Path, im
     server = s3.server
     options = {"s3": {"key": server.access_key, "secret": server.secret_key, "endpoint_url": server.endpoint,
                       "client_kwargs": {"region_name": server.region}}}  # the local[2] executors predate s3's env
-    summary = predict(spark, PredictConfig(inputs=(str(images),), output=f"{s3.url}/json", model=str(export),
+    summary = predict(spark, PredictConfig(inputs=(str(images),), output_dir=f"{s3.url}/json", model=str(export),
                                            format="json", storage=options))
     parts = [key for key in s3.keys("json") if key.endswith(".json")]
     assert summary["rows"] == 4 and "_SUCCESS" in s3.keys("json") and parts

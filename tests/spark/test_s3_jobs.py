@@ -110,7 +110,7 @@ def test_prepare_s3_to_s3_then_two_nodes_train_from_it_and_predict_and_evaluate_
     assert "export/report/report.md" in s3.keys()
 
     predicted = run_job("predict.py", "local[*]", "--model", f"{s3.url}/export", "--input", f"{data}/faces",
-                        "--output", f"{s3.url}/predictions", timeout=300)
+                        "--output-dir", f"{s3.url}/predictions", timeout=300)
     assert predicted.returncode == 0, predicted.stdout[-3000:] + predicted.stderr[-3000:]
     parts = [key for key in s3.keys("predictions") if key.endswith(".csv")]
     assert "_SUCCESS" in s3.keys("predictions") and parts
