@@ -80,7 +80,8 @@ def test_predict_writes_the_same_columns_in_every_format(spark, export: Path, im
     results = {}
     for fmt in ("csv", "parquet", "json"):
         out = tmp_path / fmt
-        summary = predict(spark, PredictConfig(inputs=(str(images),), output_dir=str(out), model=str(export), format=fmt))
+        config = PredictConfig(inputs=(str(images),), output_dir=str(out), model=str(export), format=fmt)
+        summary = predict(spark, config)
         assert summary["rows"] == 4 and len(summary["errors"]) == 2 and (out / "_SUCCESS").exists()
         frame = readers[fmt](str(out))
         if fmt != "json":  # Spark's JSON reader orders columns by name
