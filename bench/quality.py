@@ -57,7 +57,7 @@ def validation_scores(export: Path) -> dict[str, Any]:
     import numpy as np
 
     from tfos_facecnn import sample_data_dir
-    from tfos_facecnn.evaluate import raw_split, training_config
+    from tfos_facecnn.evaluation import raw_split, training_config
     from tfos_facecnn.inference import load_model
     from tfos_facecnn.pipeline import predict_files
 

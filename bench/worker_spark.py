@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     from pyspark.sql import SparkSession
 
     from tfos_facecnn.config import TrainConfig
-    from tfos_facecnn.prepare import PrepareConfig, prepare_on_spark
+    from tfos_facecnn.preparation import PrepareConfig, prepare_on_spark
 
     spark = (
         SparkSession.builder.master("local[*]")

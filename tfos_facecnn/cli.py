@@ -11,9 +11,9 @@ from typing import Any
 from . import __version__, sample_data_dir
 from .config import ALL_VARIANTS, INPUT_MODES, VARIANTS, ConfigError, TrainConfig, load_yaml, resolve_config
 from .data.tfrecords import RECORD_FORMATS
-from .evaluate import EvaluateConfig
+from .evaluation import EvaluateConfig
 from .inference import BATCH, DEFAULT_MODEL, OUTPUT_FORMATS, PredictConfig
-from .prepare import PrepareConfig
+from .preparation import PrepareConfig
 
 # Relative to the working directory, as spark-submit's own paths are: the repository's conf/ when run from
 # the checkout (Makefile, README), a copy of it beside the job elsewhere (the Docker image's WORKDIR).
@@ -73,6 +73,10 @@ def train_parser() -> argparse.ArgumentParser:
                    help="skip the figures and report.md written into EXPORT_DIR/report after training")
     p.add_argument("--verbose", action="store_true", default=None,
                    help="show every process's log lines live too (they are always in MODEL_DIR/logs/RUN/)")
+    p.add_argument("--mlflow-uri", dest="tracking.mlflow_uri",
+                   help="log the run to MLflow at this tracking URI (needs the [mlflow] extra; default: no tracking)")
+    p.add_argument("--mlflow-experiment", dest="tracking.experiment",
+                   help=f"MLflow experiment of the run (default {d.tracking.experiment})")
     return _versioned(p)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import os
 import signal
-import sys
 import threading
 import time
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 from .blame import HEARTBEATS_STOPPED, explain, resume_hint
 from .config import TrainConfig
 from .events import EventServer
-from .logs import RunLogs
+from .logs import RunLogs, to_terminal
 from .modes.base import NodePlan
 from .node_callbacks import heartbeat_interval
 from .spark_env import Cluster
@@ -44,9 +43,9 @@ class ConsoleProgress:
             print(f"TF node {node} started on {event.get('host')} (pid {event.get('pid')}, "
                   f"TF server {event.get('tf_address')})", flush=True)
         elif kind == "failed" and event.get("lost"):
-            print(f"TF node {node} LOST: {event.get('error')}", file=sys.stderr, flush=True)
+            to_terminal(f"TF node {node} LOST: {event.get('error')}")
         elif kind == "failed":
-            print(f"TF node {node} FAILED: {event.get('error')}", file=sys.stderr, flush=True)
+            to_terminal(f"TF node {node} FAILED: {event.get('error')}")
 
     def _epoch_line(self, event: dict[str, Any]) -> str:
         """`images/s` counts the epoch's training steps after its first (which traces the graph in epoch

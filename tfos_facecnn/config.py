@@ -41,6 +41,18 @@ class AugmentConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """Experiment tracking (tracking.py): off unless an MLflow tracking URI is given."""
+
+    mlflow_uri: str | None = None  # e.g. http://mlflow:5000, databricks, file:///abs/mlruns; None: no tracking
+    experiment: str = "tfos-facecnn"  # the MLflow experiment the runs go into
+
+
+# Sections of the config that are dataclasses of their own: YAML mappings, "section.key" on the command line.
+SECTIONS: dict[str, type] = {"augment": AugmentConfig, "tracking": TrackingConfig}
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Every knob of a training run. Paths may be local paths or URIs (hdfs://, s3://, gs://, file://)."""
 
@@ -86,6 +98,7 @@ class TrainConfig:
     # also show every process's log lines (TFoS, TF, Spark's Python workers) live, not only in MODEL_DIR/logs
     verbose: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     # fsspec options per storage scheme ({"s3": {"client_kwargs": {...}}}); may hold credentials, so it
     # is never written into outputs (see public_dict) nor into a run's fingerprint.
     storage: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -194,10 +207,10 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
         if name == "storage":
             kwargs[name] = _storage_options(value)
             continue
-        if name == "augment":
+        if name in SECTIONS:
             if not isinstance(value, Mapping):
-                raise ConfigError("config key 'augment': expected a mapping of augmentation settings")
-            kwargs[name] = _build(AugmentConfig, value, prefix="augment.")
+                raise ConfigError(f"config key '{name}': expected a mapping of its settings")
+            kwargs[name] = _build(SECTIONS[name], value, prefix=f"{name}.")
             continue
         value = _coerce(prefix + name, value, getattr(defaults, name), str(f.type))
         _check_value(name, value)
@@ -254,12 +267,12 @@ def load_yaml(path: str) -> dict[str, Any]:
 def resolve_config(yaml_values: Mapping[str, Any], overrides: Mapping[str, Any]) -> TrainConfig:
     """Defaults < YAML < command line. `overrides` holds only the options the user gave (no None)."""
     merged: dict[str, Any] = dict(yaml_values)
-    augment = dict(merged.get("augment") or {})
+    sections = {name: dict(merged.get(name) or {}) for name in SECTIONS}
     for key, value in overrides.items():
-        if key.startswith("augment."):
-            augment[key.split(".", 1)[1]] = value
+        section, _, name = key.partition(".")
+        if name and section in sections:
+            sections[section][name] = value
         else:
             merged[key] = value
-    if augment:
-        merged["augment"] = augment
+    merged.update({name: values for name, values in sections.items() if values})
     return _check_folds(_build(TrainConfig, merged))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -17,7 +16,7 @@ from .data.split import SPLITS
 from .errors import Interrupted, Terminated, interruption_line
 from .events import EventServer
 from .export import HISTORY_FILE, METRICS_FILE, MODEL_FILE, is_complete, new_run_id, read_json, write_json
-from .logs import RunLogs, driver_console, run_log_name
+from .logs import RunLogs, driver_console, run_log_name, to_terminal
 from .modes import mode_for
 from .modes.base import DriverPlan, NodePlan
 from .reexport import reexport
@@ -25,6 +24,7 @@ from .resume import NODES_FILE, RunState, check_foreign, prepare_model_dir, run_
 from .run_lock import RunLocks, export_dir_lock, model_dir_lock
 from .session import JobSession, session_source
 from .spark_env import Cluster, expected_nodes, node_threads, wait_for_executors
+from .tracking import check_tracking, log_run, tracked_location
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ def train(spark: Any, cfg: TrainConfig) -> TrainResult:
                      + [export_dir_lock(run.export_dir) for run in runs])
     locks.check_free()  # a live run stops this one here, before Spark; the lock itself is taken below
     data = mode_for(cfg.input_mode).check_data(cfg)
+    check_tracking(cfg)
     if cfg.variant == ALL_VARIANTS and not cfg.overwrite:
         check_foreign(cfg.model_dir, cfg.export_dir)
     source = session_source(spark)  # reads Spark's settings; no session starts before every check passed
@@ -178,7 +179,7 @@ def _signals_unwind(where: Callable[[], str] = lambda: "") -> Iterator[None]:
         for restored in ours:
             signal.signal(restored, before[restored])
         error = (Terminated if signum == signal.SIGTERM else Interrupted)(where())
-        print(interruption_line(error), file=sys.stderr, flush=True)
+        to_terminal(interruption_line(error))
         error.reported = True
         raise error
 
@@ -250,7 +251,7 @@ def _train(sc, cfg: TrainConfig, state: RunState, plan: DriverPlan, job: _Job) -
     _log_counts(plan.summary)
     if state.reexport:
         reexport(cfg, state.history, state.stopped_early, plan.inputs, plan.summary, cluster.nodes)
-        return _exported(cfg, {}, plan)
+        return _exported(cfg, {}, plan, cluster.nodes)
     events = EventServer(cluster.address or sc.getConf().get("spark.driver.host"), on_log=logs.write)
     logs.redact.add(events.token)
     job.whereabouts.run, job.whereabouts.done_before, job.whereabouts.events = cfg, state.epochs_done, events
@@ -282,18 +283,21 @@ def _train(sc, cfg: TrainConfig, state: RunState, plan: DriverPlan, job: _Job) -
     write_json(storage.join(cfg.model_dir, NODES_FILE), dict(events.state.done))
     for line in mode_for(cfg.input_mode).warnings(events.state.done):
         print(f"warning: {line}", flush=True)
-    return _exported(cfg, dict(events.state.done), plan)
+    return _exported(cfg, dict(events.state.done), plan, cluster.nodes)
 
 
-def _exported(cfg: TrainConfig, records: dict[str, Any], plan: DriverPlan) -> TrainResult:
+def _exported(cfg: TrainConfig, records: dict[str, Any], plan: DriverPlan, nodes: int) -> TrainResult:
     result = _result(cfg, records)  # reads metrics.json once, for the line below too
     chosen = result.metrics.get("chosen_epoch") or {}
     which = f" (weights of epoch {chosen['epoch']}: {chosen['rule']})" if chosen else ""
     print(f"exported model to {storage.join(cfg.export_dir, MODEL_FILE)}{which}", flush=True)
     if cfg.report:
-        from .evaluate import training_report
+        from .evaluation import training_report
 
         print(f"report: {training_report(cfg.export_dir, cfg, plan.summary)}", flush=True)
+    run_id = log_run(cfg, result, nodes)
+    if run_id is not None:
+        print(f"tracked: {tracked_location(cfg, run_id)}", flush=True)
     return result
 
 

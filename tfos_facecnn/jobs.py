@@ -37,7 +37,7 @@ def run_train(argv: Sequence[str]) -> int:
 def run_crossval(argv: Sequence[str]) -> int:
     def work() -> None:
         from .cli import parse_crossval_args
-        from .crossval import crossval
+        from .crossvalidation import crossval
         from .session import session_source
 
         cfg, folds, master = parse_crossval_args(argv)
@@ -58,7 +58,7 @@ def run_crossval(argv: Sequence[str]) -> int:
 def run_prepare(argv: Sequence[str]) -> int:
     def work() -> None:
         from .cli import parse_prepare_args
-        from .prepare import prepare
+        from .preparation import prepare
         from .session import session_source
 
         pcfg, master = parse_prepare_args(argv)
@@ -74,7 +74,7 @@ def run_prepare(argv: Sequence[str]) -> int:
 def run_evaluate(argv: Sequence[str]) -> int:
     def work() -> None:
         from .cli import parse_evaluate_args
-        from .evaluate import evaluate
+        from .evaluation import evaluate
         from .session import session_source
 
         ecfg, master = parse_evaluate_args(argv)

@@ -252,12 +252,23 @@ def file_name(role: str) -> str:
     return f"node-{name}" if re.fullmatch(r"(chief|worker|ps|evaluator)-\d+", name) else name
 
 
+_terminal_err: io.TextIOBase | None = None  # the terminal's stderr while a driver console captures fd 2
+
+
+def to_terminal(line: str) -> None:
+    """A job's own line for stderr (a failed node, an interrupt): the terminal, also while driver_console
+    sends everything else written to stderr into driver.log."""
+    print(line, file=_terminal_err or sys.stderr, flush=True)
+
+
 @contextmanager
 def driver_console(logs: RunLogs, verbose: bool) -> Iterator[None]:
-    """On the driver: print() keeps the terminal; Python logging, warnings and anything written to fds 1
-    and 2 below Python (TF's C++ logs) go to driver.log, and to the terminal as well with --verbose."""
+    """On the driver: print() (sys.stdout) and to_terminal() keep the terminal; Python logging, warnings,
+    whatever libraries write to sys.stderr and anything written to fds 1 and 2 below Python (TF's C++ logs)
+    go to driver.log, and to the terminal as well with --verbose."""
+    global _terminal_err
     terminal_out, terminal_err = os.fdopen(os.dup(1), "w", buffering=1), os.fdopen(os.dup(2), "w", buffering=1)
-    saved_streams = sys.stdout, sys.stderr
+    saved_stdout = sys.stdout
     root = logging.getLogger()
     saved_handlers, saved_level = list(root.handlers), root.level
 
@@ -266,9 +277,9 @@ def driver_console(logs: RunLogs, verbose: bool) -> Iterator[None]:
 
     capture = LineCapture(to_driver_log, echo=verbose)
     capture.start()
-    sys.stdout, sys.stderr = terminal_out, terminal_err
+    sys.stdout, _terminal_err = terminal_out, terminal_err
     logging.captureWarnings(True)
-    handler = logging.StreamHandler(os.fdopen(os.dup(2), "w", buffering=1))  # fd 2 is the capture now
+    handler = logging.StreamHandler(sys.stderr)  # fd 2: the capture now
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root.handlers = [handler]
     root.setLevel(logging.INFO)
@@ -276,9 +287,8 @@ def driver_console(logs: RunLogs, verbose: bool) -> Iterator[None]:
         yield
     finally:
         root.handlers, root.level = saved_handlers, saved_level
-        handler.stream.close()
         logging.captureWarnings(False)
-        sys.stdout, sys.stderr = saved_streams
+        sys.stdout, _terminal_err = saved_stdout, None
         capture.stop()
         terminal_out.close()
         terminal_err.close()

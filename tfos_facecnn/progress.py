@@ -21,6 +21,7 @@ PROGRESS_FILE = "progress.json"  # in MODEL_DIR
 NOT_IN_FINGERPRINT = {
     "epochs", "model_dir", "export_dir", "cluster_size", "bind_address", "reservation_timeout", "feed_timeout",
     "finish_timeout", "node_timeout", "collective_timeout", "cache_limit_mb", "report", "overwrite", "verbose",
+    "tracking",
     "shard_cache_mb", "storage",  # storage options may hold credentials: never written into progress.json
 }
 

@@ -21,16 +21,17 @@ JOB_LINE = re.compile(
     r"|starting \d+ TF node\(s\) on \S+ in (SPARK|TENSORFLOW) mode: .*|TF node \S+ started on .*"
     r"|TF nodes ready: building the model and tracing its first step .*"
     r"|epoch \d+/\d+ loss=\S+ accuracy=\S+ val_loss=\S+ val_accuracy=\S+ images/s=\S+.*"
-    r"|exported model to \S+ .*|report: \S+|done: test accuracy=\S+ on \d+ images; outputs in \S+)$"
+    r"|exported model to \S+ .*|report: \S+|tracked: MLflow run \w+ in experiment .*"
+    r"|done: test accuracy=\S+ on \d+ images; outputs in \S+)$"
 )
 
 
 @pytest.mark.timeout(300)
 def test_a_tiny_run_shows_the_job_on_the_console_and_everything_else_in_its_logs(tmp_path: Path):
-    model = tmp_path / "model"
+    model, mlruns = tmp_path / "model", tmp_path / "mlruns"
     result = run_train_job("local[*]", "--input-mode", "spark", "--epochs", "2", "--image-size", "48",
                            "--batch-size", "8", "--model-dir", str(model), "--export-dir", str(tmp_path / "export"),
-                           timeout=280)
+                           "--mlflow-uri", mlruns.as_uri(), timeout=280)
     console = (result.stdout + result.stderr).splitlines()
     assert result.returncode == 0, "\n".join(console[-60:])
     noise = [line for line in console if not JOB_LINE.match(line)]
@@ -49,6 +50,25 @@ def test_a_tiny_run_shows_the_job_on_the_console_and_everything_else_in_its_logs
     assert "fed " in logs["executor-driver.log"]  # the feeding tasks
     stamped = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
     assert all(stamped.match(line) for text in logs.values() for line in text.splitlines() if line.strip())
+    check_mlflow_run(mlruns, next(line for line in console if line.startswith("tracked: ")))
+
+
+def check_mlflow_run(mlruns: Path, line: str) -> None:
+    """The run the driver logged: settings, every epoch's metrics, the test metrics, the export."""
+    import os
+
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    from mlflow.tracking import MlflowClient
+
+    run_id = re.search(r"MLflow run (\w+)", line).group(1)
+    client = MlflowClient(mlruns.as_uri())
+    run = client.get_run(run_id)
+    assert run.data.params["image_size"] == "48" and run.data.params["augment.flip"] == "horizontal"
+    assert "storage" not in run.data.params and run.data.params["nodes"] == "1"
+    assert [m.step for m in client.get_metric_history(run_id, "val_loss")] == [1, 2]
+    assert 0.0 <= run.data.metrics["test_accuracy"] <= 1.0 and run.data.metrics["test_count"] == 4
+    artifacts = {a.path for a in client.list_artifacts(run_id, "export")}
+    assert {"export/model.keras", "export/history.json", "export/metrics.json", "export/report"} <= artifacts
 
 
 @pytest.mark.timeout(120)

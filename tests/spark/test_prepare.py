@@ -15,7 +15,7 @@ from tfos_facecnn.data.images import decode_image
 from tfos_facecnn.data.prepared import MANIFEST, load_prepared
 from tfos_facecnn.data.split import split_of
 from tfos_facecnn.data.tfrecords import read_examples
-from tfos_facecnn.prepare import PrepareConfig, prepare_on_spark
+from tfos_facecnn.preparation import PrepareConfig, prepare_on_spark
 
 pytestmark = [pytest.mark.spark, pytest.mark.timeout(300)]
 SIZE = 64

@@ -12,7 +12,7 @@ from tests.conftest import SAMPLE, run_train_job
 from tests.spark.checks import EPOCH_LINE, SMALL_RUN, check_export
 from tfos_facecnn.config import TrainConfig
 from tfos_facecnn.data.prepared import MANIFEST
-from tfos_facecnn.prepare import PrepareConfig, prepare_on_spark
+from tfos_facecnn.preparation import PrepareConfig, prepare_on_spark
 
 pytestmark = pytest.mark.spark
 TF_MODE = ["--input-mode", "tensorflow", *SMALL_RUN]

@@ -8,7 +8,7 @@ import pytest
 
 from tfos_facecnn import sample_data_dir
 from tfos_facecnn.config import ConfigError, TrainConfig, resolve_config
-from tfos_facecnn.crossval import check_crossval, fold_config, summarize
+from tfos_facecnn.crossvalidation import check_crossval, fold_config, summarize
 from tfos_facecnn.data.discover import discover
 from tfos_facecnn.data.records import assign_splits
 from tfos_facecnn.data.split import TEST, folds_of

@@ -3,7 +3,7 @@ from collections import Counter
 import pytest
 
 from tfos_facecnn.config import ConfigError
-from tfos_facecnn.prepare import check_output_location, plan_shards, shard_counts, shard_name
+from tfos_facecnn.preparation import check_output_location, plan_shards, shard_counts, shard_name
 
 
 def test_shard_counts_follow_the_split_sizes():

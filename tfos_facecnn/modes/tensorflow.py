@@ -42,7 +42,7 @@ class ShardPlan:
 def _auto_prepare(sc, cfg: TrainConfig, data: RawData, nodes: int) -> PreparedData:
     """Raw images in TENSORFLOW mode: prepare them once under --model-dir, reused while the source,
     size and split settings are the same."""
-    from ..prepare import PrepareConfig, prepare_on_spark
+    from ..preparation import PrepareConfig, prepare_on_spark
 
     target = storage.join(cfg.model_dir, f"prepared-{cfg.image_size}px")
     pcfg = PrepareConfig.from_train_config(cfg, target, overwrite=True)
