@@ -44,7 +44,10 @@ def serialize_encoded(encoded: bytes, label: int, source: str) -> bytes:
         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
         "source": tf.train.Feature(bytes_list=tf.train.BytesList(value=[source.encode("utf-8")])),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # Deterministic: protobuf writes a map's entries (the features) in an order that differs between
+    # processes (seen here: two Python workers wrote one image's record with its fields in other orders),
+    # so a re-run's shards would differ byte for byte; this sorts them by key.
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 def parse_function(image_size: int, record_format: str):
