@@ -13,7 +13,7 @@ from tests.spark.frames import SAMPLE_COUNTS, SIZE, sample_frame
 from tests.spark.test_prepare import shard_digests
 from tfos_facecnn.config import ConfigError, TrainConfig
 from tfos_facecnn.data.split import SPLITS, split_of
-from tfos_facecnn.data.table import TableColumns, table_source
+from tfos_facecnn.data.table import TableColumns, open_table, table_source
 from tfos_facecnn.data.tfrecords import read_examples
 from tfos_facecnn.prepare import PrepareConfig, prepare
 
@@ -56,6 +56,8 @@ def test_bad_columns_and_labels_are_one_line_naming_the_column_and_the_fix(spark
         with pytest.raises(ConfigError, match=message) as caught:
             table_source(broken, columns)
         assert "\n" not in str(caught.value)
+    with pytest.raises(ConfigError, match=r"could not be read as --data-format 'nosuch': \[DATA_SOURCE_NOT_FOUND\]"):
+        open_table(spark, str(tmp_path), "nosuch", TableColumns())
     # train() stops there, before its locks, its logs or any TF node
     cfg = TrainConfig(image_size=SIZE, model_dir=str(tmp_path / "model"), export_dir=str(tmp_path / "export"))
     with pytest.raises(ConfigError, match="label column 'label' holds 2"):

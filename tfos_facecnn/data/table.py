@@ -175,12 +175,15 @@ def table_reads(path: str) -> dict[str, str]:
 
 def open_table(spark: Any, path: str, data_format: str, columns: TableColumns, cv_folds: int = 0) -> TableSource:
     """--data-table through Spark's own reader (once the session is open), checked like a DataFrame passed in."""
+    from py4j.protocol import Py4JJavaError
     from pyspark.errors import PySparkException
 
     try:
         frame = spark.read.format(data_format).load(path)
-    except PySparkException as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except (PySparkException, Py4JJavaError) as e:
+        # an unknown format reaches Python unconverted (a Py4JJavaError): its Java message says what is wrong
+        said = e.java_exception.getMessage() if isinstance(e, Py4JJavaError) else str(e)
+        first = said.strip().splitlines()[0] if said and said.strip() else type(e).__name__
         raise ConfigError(f"--data-table {path!r} could not be read as --data-format {data_format!r}: {first}; "
                           "check the path and the format") from e
     return table_source(frame, columns, table_description(path, data_format), cv_folds)
