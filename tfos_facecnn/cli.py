@@ -45,6 +45,7 @@ def train_parser() -> argparse.ArgumentParser:
                    f"tensorflow: TF nodes read prepared TFRecord shards from storage (default {d.input_mode})")
     p.add_argument("--data-dir", dest="data_dir", help="face2comics folder (faces/ and comics/, may be nested up to "
                    "2 levels), a local path or a URI; default: the embedded 35-pair sample")
+    _table_options(p)
     p.add_argument("--model-dir", dest="model_dir", help=f"checkpoints and logs (default {d.model_dir})")
     p.add_argument("--export-dir", dest="export_dir",
                    help=f"exported model.keras + JSON reports (default {d.export_dir})")
@@ -78,6 +79,18 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--mlflow-experiment", dest="tracking.experiment",
                    help=f"MLflow experiment of the run (default {d.tracking.experiment})")
     return _versioned(p)
+
+
+def _table_options(p: argparse.ArgumentParser) -> None:
+    """The data as a Spark table, instead of --data-dir (its columns: the config's *_column keys)."""
+    p.add_argument("--data-table", dest="data_table",
+                   help="a table to read the data from instead of --data-dir, with Spark's own reader: an image "
+                   "column (binary) or a path column, a label column (1/0, true/false or faces/comics) and a key "
+                   "column (the split's hash key); names from the config's image_column, path_column, label_column, "
+                   "key_column")
+    p.add_argument("--data-format", dest="data_format",
+                   help=f"the Spark data source that reads --data-table: parquet, delta, orc, json... "
+                   f"(default {_DEFAULTS.data_format})")
 
 
 def _train_config(args: argparse.Namespace, not_config: tuple[str, ...] = ("config", "master")) -> TrainConfig:
@@ -114,10 +127,11 @@ def parse_crossval_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig,
 def prepare_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="spark-submit jobs/prepare.py",
-        description="Turn a face2comics folder into TFRecord shards (train/ val/ test/ + manifest.json) for "
-        "--input-mode tensorflow, with the same split as --input-mode spark.",
+        description="Turn a face2comics folder (or a Spark table: --data-table) into TFRecord shards (train/ val/ "
+        "test/ + manifest.json) for --input-mode tensorflow, with the same split as --input-mode spark.",
     )
     p.add_argument("--data-dir", dest="data_dir", help="face2comics folder (default: the embedded sample)")
+    _table_options(p)
     p.add_argument("--output-dir", dest="output_dir", required=True, help="where the shards and manifest go")
     p.add_argument("--image-size", type=int, dest="image_size",
                    help=f"square size of the stored images (default {_DEFAULTS.image_size})")
@@ -137,13 +151,14 @@ def parse_prepare_args(argv: Sequence[str] | None = None) -> tuple[PrepareConfig
     args = prepare_parser().parse_args(argv)
     config_path = args.config or (DEFAULT_CONFIG if os.path.isfile(DEFAULT_CONFIG) else None)
     overrides = {k: v for k, v in (("data_dir", args.data_dir), ("image_size", args.image_size),
-                                   ("bind_address", args.bind_address)) if v is not None}
+                                   ("bind_address", args.bind_address), ("data_table", args.data_table),
+                                   ("data_format", args.data_format)) if v is not None}
     cfg = resolve_config(load_yaml(config_path) if config_path else {}, overrides)
     if args.num_shards is not None and args.num_shards < 1:
         raise ConfigError(f"--num-shards {args.num_shards} must be at least 1")
     pcfg = PrepareConfig.from_train_config(
-        cfg if cfg.data_dir else dataclasses.replace(cfg, data_dir=sample_data_dir()), args.output_dir,
-        num_shards=args.num_shards, record_format=args.record_format, overwrite=args.overwrite,
+        cfg if cfg.data_dir or cfg.data_table else dataclasses.replace(cfg, data_dir=sample_data_dir()),
+        args.output_dir, num_shards=args.num_shards, record_format=args.record_format, overwrite=args.overwrite,
     )
     return pcfg, args.master
 

@@ -57,6 +57,16 @@ class TrainConfig:
     """Every knob of a training run. Paths may be local paths or URIs (hdfs://, s3://, gs://, file://)."""
 
     data_dir: str | None = None  # None: the embedded 35-pair face2comics sample
+    # A Spark table as the data instead (jobs' --data-table), read once the session is open with
+    # spark.read.format(data_format).load(data_table); from Python, train(spark, cfg, data=DataFrame).
+    data_table: str | None = None
+    data_format: str = "parquet"  # the Spark data source that reads data_table: parquet, delta, orc, json...
+    image_column: str = "content"  # a table's image bytes (binary): spark.read.format("binaryFile")'s column
+    label_column: str = "label"  # a table's labels: 1/0 or true/false (1 = face), or faces/comics (face/comic)
+    path_column: str = "path"  # a table's image paths or URIs: read from there when it has no image column
+    # A table's split key: a row's split is a hash of it (the folder source hashes the path inside the class
+    # folder); a column naming the face/comic pair keeps each pair in one split.
+    key_column: str = "path"
     model_dir: str = "output/model"  # checkpoints, TensorBoard logs, per-node logs
     export_dir: str = "output/export"  # the trained model and its JSON reports
     input_mode: str = "spark"  # spark: executors feed TF through TFoS queues; tensorflow: TF reads storage
@@ -219,7 +229,10 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
 
 
 def _check_folds(cfg: TrainConfig) -> TrainConfig:
-    """The one check across keys: cv_fold must name one of the cv_folds folds."""
+    """The checks across keys: cv_fold must name one of the cv_folds folds; one data source."""
+    if cfg.data_dir and cfg.data_table:
+        raise ConfigError("config keys 'data_dir' and 'data_table' are both set; give one of them (--data-dir or "
+                          "--data-table)")
     if cfg.cv_folds == 1:
         raise ConfigError("config key 'cv_folds': 1 fold leaves nothing to train on; use 2 or more (or 0: no folds)")
     if cfg.cv_folds and not cfg.cv_fold < cfg.cv_folds:

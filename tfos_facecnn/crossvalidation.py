@@ -33,6 +33,8 @@ def check_crossval(cfg: TrainConfig, folds: int) -> None:
         raise ConfigError(f"--folds {folds}: cross-validation needs 2 or more folds")
     if cfg.variant == ALL_VARIANTS:
         raise ConfigError("--variant all with --folds: cross-validate one variant at a time")
+    if cfg.data_table:
+        raise ConfigError("--data-table with --folds: cross-validation needs the face2comics folder (--data-dir)")
     if cfg.data_dir and looks_prepared(cfg.data_dir):
         raise ConfigError(f"--data-dir {cfg.data_dir!r} is a prepared dir, whose splits are fixed; cross-validation "
                           "needs the face2comics folder (faces/ and comics/)")

@@ -13,6 +13,7 @@ from . import sample_data_dir, storage
 from .cluster_run import preload_tfos, run_cluster
 from .config import ALL_VARIANTS, VARIANTS, ConfigError, TrainConfig
 from .data.split import SPLITS
+from .data.table import TableColumns, data_argument, open_table, table_reads, table_source
 from .errors import Interrupted, Terminated, interruption_line
 from .events import EventServer
 from .export import HISTORY_FILE, METRICS_FILE, MODEL_FILE, is_complete, new_run_id, read_json, write_json
@@ -43,14 +44,20 @@ class TrainResult:
         return list(self.variants.values()) or [self]
 
 
-def train(spark: Any, cfg: TrainConfig) -> TrainResult:
+def train(spark: Any, cfg: TrainConfig, data: Any = None) -> TrainResult:
     """Trains per cfg on Spark with TFoS; `variant: all` trains every variant and compares them.
     `spark`: a SparkSession to use (a notebook's), or None / a session.JobSession for the job's own,
-    started once every check has passed. Raises ConfigError before Spark starts for bad settings, and
-    before anything is deleted for any setting Spark's executors decide (--overwrite deletes last)."""
+    started once every check has passed (None with a DataFrame: the DataFrame's session). `data`: None
+    (cfg's data_dir, or its data_table read once the session is open), a folder path or URI, or a Spark
+    DataFrame with an image or path column, a label column and a key column (data/table.py). Raises
+    ConfigError before Spark starts for bad settings (a DataFrame's columns and labels: before TF starts),
+    and before anything is deleted for any setting Spark's executors decide (--overwrite deletes last)."""
+    folder, frame = data_argument(data)
+    table = frame is not None or (folder is None and cfg.data_table is not None)
     cfg = replace(
         cfg,
-        data_dir=storage.absolute(cfg.data_dir or sample_data_dir()),
+        data_dir=None if table else storage.absolute(folder or cfg.data_dir or sample_data_dir()),
+        data_table=storage.absolute(cfg.data_table) if table and frame is None else None,
         model_dir=storage.absolute(cfg.model_dir),
         export_dir=storage.absolute(cfg.export_dir),
     )
@@ -61,17 +68,21 @@ def train(spark: Any, cfg: TrainConfig) -> TrainResult:
     from .storage.access import prepare_storage
 
     # Storage first: an unreachable endpoint, bad credentials or a missing bucket stop here, in seconds.
-    env = prepare_storage(cfg.storage, {"--data-dir": cfg.data_dir},
-                          {"--model-dir": cfg.model_dir, "--export-dir": cfg.export_dir})
+    reads = {"--data-dir": cfg.data_dir} if cfg.data_dir else table_reads(cfg.data_table) if cfg.data_table else {}
+    env = prepare_storage(cfg.storage, reads, {"--model-dir": cfg.model_dir, "--export-dir": cfg.export_dir})
     # One run per model dir and export dir (run_lock.py): each run's, every variant's with --variant all.
     locks = RunLocks([model_dir_lock(run.model_dir) for run in runs]
                      + [export_dir_lock(run.export_dir) for run in runs])
     locks.check_free()  # a live run stops this one here, before Spark; the lock itself is taken below
-    data = mode_for(cfg.input_mode).check_data(cfg)
+    if frame is not None:
+        data = table_source(frame, TableColumns.of(cfg), cv_folds=cfg.cv_folds)
+    else:  # --data-table: read and checked once the session is open
+        data = None if table else mode_for(cfg.input_mode).check_data(cfg)
     check_tracking(cfg)
     if cfg.variant == ALL_VARIANTS and not cfg.overwrite:
         check_foreign(cfg.model_dir, cfg.export_dir)
-    source = session_source(spark)  # reads Spark's settings; no session starts before every check passed
+    # reads Spark's settings; no session starts before every check passed
+    source = session_source(frame.sparkSession if spark is None and frame is not None else spark)
     nodes = expected_nodes(cfg, source.master, source.conf)
     states = _states(runs, nodes)  # reads only: a foreign or unreadable MODEL_DIR, another run's, stop here
     if all(state.finished for state in states.values()):
@@ -105,6 +116,8 @@ def train(spark: Any, cfg: TrainConfig) -> TrainResult:
                     _report_takeovers(locks)
                     print(f"logs: {logs.target}", flush=True)
                     states = _states(runs, nodes)  # again under the lock: another run may have ended meanwhile
+                    if data is None:
+                        data = open_table(session, cfg.data_table, cfg.data_format, TableColumns.of(cfg), cfg.cv_folds)
                     return _finish(cfg, _train_all(session.sparkContext, job, runs, states, data))
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM, once Spark and every TF node have stopped
         stopped = (type(e) if isinstance(e, Interrupted) else Interrupted)(_interrupted(runs, nodes))

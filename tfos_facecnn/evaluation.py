@@ -218,6 +218,10 @@ def evaluate(spark: Any, ecfg: EvaluateConfig) -> dict[str, Any]:
     if not storage.exists(storage.join(export_dir, CONFIG_FILE)):
         raise ConfigError(f"{export_dir!r} has no {CONFIG_FILE}; pass --model the export dir of a training run")
     cfg = training_config(export_dir)
+    if not (ecfg.data_dir or cfg.data_dir):
+        raise ConfigError(f"{export_dir!r} was trained on a table ({cfg.data_table or 'a DataFrame'}); pass --data-dir "
+                          "with a face2comics folder or a prepared dir (a SPARK-mode run's MODEL_DIR/heldout holds "
+                          "its validation and test splits)")
     data_dir = storage.absolute(ecfg.data_dir or cfg.data_dir or "")
     output_dir = storage.absolute(ecfg.output_dir or storage.join(export_dir, f"evaluation-{split}"))
     env |= prepare_storage(options, {"--data-dir": data_dir} if data_dir else {}, {"--output-dir": output_dir})

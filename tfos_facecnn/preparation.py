@@ -1,16 +1,18 @@
-"""The prepare job: labelled image folders -> TFRecord shards per split + manifest.json, on Spark.
+"""The prepare job: labelled image folders or a Spark table -> TFRecord shards per split + manifest.json.
 
 Executors read each image once, decode it (with DCT-domain downscaling), resize, encode and write
 one shard per Spark task into a staging folder beside the output; the manifest is written last and the staging
 folder is swapped into place, so a folder without a manifest is never a finished data set and an
-existing one is never partially overwritten.
+existing one is never partially overwritten. A folder's shards are planned on the driver from its file
+list, one task per shard reading its files; a table's rows are decoded where they are (SPARK mode's
+decode stage), then the encoded images are shuffled once into the shards planned from their names.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import storage
@@ -19,6 +21,7 @@ from .data.discover import LABEL_NAMES, discover
 from .data.prepared import MANIFEST, build_manifest
 from .data.records import assign_splits, conflicting_files
 from .data.split import SPLITS, TRAIN
+from .data.table import TableColumns, TableSource, data_argument, open_table, table_reads, table_source
 from .export import staged_output, write_json
 
 
@@ -36,16 +39,21 @@ class PrepareConfig:
     cv_folds: int = 0  # cross-validation: fold cv_fold is the test split (TrainConfig.cv_folds)
     cv_fold: int = 0
     bind_address: str = "auto"  # the job's sockets (TrainConfig.bind_address)
+    data_table: str | None = None  # a Spark table instead of data_dir (TrainConfig.data_table, data_format)
+    data_format: str = "parquet"
+    columns: TableColumns = field(default_factory=TableColumns)  # a table's columns (TrainConfig's *_column)
     # fsspec options per storage scheme (the `storage:` config section); may hold credentials
     storage: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_train_config(cls, cfg: TrainConfig, output_dir: str, **overrides: Any) -> PrepareConfig:
-        return cls(data_dir=storage.absolute(cfg.data_dir or ""), output_dir=storage.absolute(output_dir),
-                   image_size=cfg.image_size,
+        return cls(data_dir=storage.absolute(cfg.data_dir) if cfg.data_dir else "",
+                   output_dir=storage.absolute(output_dir), image_size=cfg.image_size,
                    split_seed=cfg.split_seed, val_fraction=cfg.val_fraction,
                    test_fraction_of_val=cfg.test_fraction_of_val, cv_folds=cfg.cv_folds, cv_fold=cfg.cv_fold,
-                   bind_address=cfg.bind_address, storage=cfg.storage, **overrides)
+                   bind_address=cfg.bind_address, storage=cfg.storage,
+                   data_table=storage.absolute(cfg.data_table) if cfg.data_table else None,
+                   data_format=cfg.data_format, columns=TableColumns.of(cfg), **overrides)
 
     def split_settings(self) -> dict[str, Any]:
         folds = {"cv_folds": self.cv_folds, "cv_fold": self.cv_fold} if self.cv_folds else {}
@@ -66,6 +74,10 @@ def check_output_location(data_dir: str, output_dir: str, overwrite: bool) -> No
         raise ConfigError(f"--output-dir {output_dir!r} is the data dir or inside it; write the shards elsewhere")
     if source.startswith(target.rstrip("/") + "/"):
         raise ConfigError(f"--output-dir {output_dir!r} contains the data dir; --overwrite would delete the images")
+    check_output_free(output_dir, overwrite)
+
+
+def check_output_free(output_dir: str, overwrite: bool) -> None:
     if storage.exists(output_dir) and not overwrite:
         raise ConfigError(f"--output-dir {output_dir!r} already exists; pass --overwrite to replace it")
 
@@ -95,9 +107,14 @@ def plan_shards(items: list[tuple[str, int, str, str]], shards: dict[str, int]) 
     return planned
 
 
+def shard_names(shards: dict[str, int]) -> list[tuple[str, str]]:
+    """(split, shard file name) of every planned shard, in the order of plan_shards' partitions."""
+    return [(split, shard_name(split, i, shards[split])) for split in SPLITS for i in range(shards[split])]
+
+
 def shard_tasks(items: list[tuple[str, int, str, str]], shards: dict[str, int]) -> list[tuple[str, str, list]]:
     """The planned shards as Spark tasks: (split, shard file name, its items in source order)."""
-    names = [(split, shard_name(split, i, shards[split])) for split in SPLITS for i in range(shards[split])]
+    names = shard_names(shards)
     groups: list[list] = [[] for _ in names]
     for partition, item in plan_shards(items, shards):
         groups[partition].append(item)
@@ -132,11 +149,14 @@ def shard_writer(staging: str, image_size: int, record_format: str, storage_opti
     return write
 
 
+def _shards_for(sc, pcfg: PrepareConfig, items: list[tuple[str, int, str, str]]) -> dict[str, int]:
+    per_split = {split: sum(1 for it in items if it[2] == split) for split in SPLITS}
+    return shard_counts(per_split, pcfg.num_shards or max(2, 2 * sc.defaultParallelism))
+
+
 def _write_shards(sc, pcfg: PrepareConfig, items: list[tuple[str, int, str, str]], staging: str) -> list[dict]:
     """One Spark task per shard (no shuffle: the driver plans which images go where)."""
-    per_split = {split: sum(1 for it in items if it[2] == split) for split in SPLITS}
-    shards = shard_counts(per_split, pcfg.num_shards or max(2, 2 * sc.defaultParallelism))
-    tasks = shard_tasks(items, shards)
+    tasks = shard_tasks(items, _shards_for(sc, pcfg, items))
     storage.makedirs(staging)
     return sc.parallelize(tasks, len(tasks)).map(shard_writer(staging, pcfg.image_size, pcfg.record_format,
                                                                 dict(pcfg.storage))).collect()
@@ -167,15 +187,92 @@ def prepare_on_spark(sc, pcfg: PrepareConfig) -> dict[str, Any]:
     return manifest
 
 
-def prepare(spark: Any, pcfg: PrepareConfig) -> dict[str, Any]:
+def decoded_shard_writer(staging: str, names: list[tuple[str, str]], storage_options: dict[str, Any]) -> Callable:
+    """Executor side: the decoded images (modes.spark.DecodedImage) shuffled into one planned shard -> its
+    file, sorted by name (a re-run gives the same shard whatever order the shuffle delivered), and its
+    summary."""
+
+    def write(index: int, keyed: Iterator[tuple[int, Any]]) -> Iterator[dict[str, Any]]:
+        from .data.tfrecords import serialize_encoded, write_shard
+
+        storage.configure(storage_options)
+        split, name = names[index]
+        images = sorted((image for _, image in keyed), key=lambda image: (image.path, image.jpeg))
+        classes = {label: 0 for label in LABEL_NAMES.values()}
+        for image in images:
+            classes[LABEL_NAMES[image.label]] += 1
+        storage.makedirs(storage.join(staging, split))
+        write_shard(storage.join(staging, name), [serialize_encoded(i.jpeg, i.label, i.path) for i in images])
+        yield {"split": split, "file": name, "records": len(images), "classes": classes, "skipped": []}
+
+    return write
+
+
+def write_decoded_shards(decoded: Any, items: list[tuple[str, int, str, str]], shards: dict[str, int],
+                         pcfg: PrepareConfig, source: str, skipped: list[tuple[str, str]]) -> dict[str, Any]:
+    """Decoded images (an RDD of modes.spark.DecodedImage, each encoded as pcfg.record_format) -> the shards
+    planned on the driver from `items` (name, label, split, name): one shuffle of the encoded images, one task
+    per shard, into pcfg.output_dir with its manifest last. `skipped` (name, reason) goes into the manifest."""
+    names = shard_names(shards)
+    partition_of = {item[0]: partition for partition, item in plan_shards(items, shards)}
+    with staged_output(pcfg.output_dir, last=MANIFEST) as staging:
+        storage.makedirs(staging)
+        results = (decoded.filter(lambda image: image.path in partition_of and image.jpeg is not None)
+                   .map(lambda image: (partition_of[image.path], image))
+                   .partitionBy(len(names), lambda partition: partition)
+                   .mapPartitionsWithIndex(decoded_shard_writer(staging, names, dict(pcfg.storage))).collect())
+        manifest = build_manifest(pcfg.image_size, pcfg.record_format, pcfg.split_settings(), source,
+                                  sorted(results, key=lambda r: r["file"]), [],
+                                  [{"path": path, "reason": reason} for path, reason in skipped])
+        write_json(storage.join(staging, MANIFEST), manifest)  # last: marks the data set complete
+    return manifest
+
+
+def prepare_table_on_spark(sc, pcfg: PrepareConfig, table: TableSource) -> dict[str, Any]:
+    """The prepare job from a checked table: its rows decoded once on the executors (SPARK mode's decode
+    stage, cached), the undecodable and contradictory ones listed, the rest written into shards; returns
+    the manifest."""
+    from .modes.spark import checked_images, decode_table
+
+    check_output_free(pcfg.output_dir, pcfg.overwrite)
+    decoded = decode_table(table, pcfg, pcfg.record_format)
+    try:
+        checked, skipped = checked_images(decoded)
+        bad = {path for path, _ in skipped}
+        items = [(d.path, d.label, d.split, d.path) for d in checked if d.path not in bad]
+        return write_decoded_shards(decoded, items, _shards_for(sc, pcfg, items), pcfg, table.description, skipped)
+    finally:
+        decoded.unpersist()
+
+
+def prepare(spark: Any, pcfg: PrepareConfig, data: Any = None) -> dict[str, Any]:
     """The prepare job: checks first, then shards on Spark (`spark`: a SparkSession, or None for the job's
-    own, started once the checks pass); returns the manifest."""
+    own, started once the checks pass); returns the manifest. `data`: None (pcfg's data_dir or data_table),
+    a folder path or URI, or a Spark DataFrame (its image or path, label and key columns: see data/table.py)."""
     from .session import session_source
     from .storage.access import prepare_storage
 
-    env = prepare_storage(pcfg.storage, {"--data-dir": pcfg.data_dir}, {"--output-dir": pcfg.output_dir})
-    check_output_location(pcfg.data_dir, pcfg.output_dir, pcfg.overwrite)
-    discover(pcfg.data_dir)  # a missing or malformed data dir stops before Spark starts
-    source = session_source(spark)
+    folder, frame = data_argument(data)
+    if frame is not None:
+        pcfg = replace(pcfg, data_table=None)
+    elif folder is not None:
+        pcfg = replace(pcfg, data_dir=storage.absolute(folder), data_table=None)
+    table = frame is not None or pcfg.data_table is not None
+    if not table:
+        reads = {"--data-dir": pcfg.data_dir}
+    else:  # a table's path is checked here as far as it can be; an in-memory one has none
+        reads = table_reads(pcfg.data_table) if pcfg.data_table else {}
+    env = prepare_storage(pcfg.storage, reads, {"--output-dir": pcfg.output_dir})
+    checked = table_source(frame, pcfg.columns, cv_folds=pcfg.cv_folds) if frame is not None else None
+    if table:
+        check_output_free(pcfg.output_dir, pcfg.overwrite)
+    else:
+        check_output_location(pcfg.data_dir, pcfg.output_dir, pcfg.overwrite)
+        discover(pcfg.data_dir)  # a missing or malformed data dir stops before Spark starts
+    source = session_source(frame.sparkSession if spark is None and frame is not None else spark)
     with source.open("tfos-facecnn-prepare", source.address(pcfg.bind_address), env) as session:
-        return prepare_on_spark(session.sparkContext, pcfg)
+        if not table:
+            return prepare_on_spark(session.sparkContext, pcfg)
+        if checked is None:
+            checked = open_table(session, pcfg.data_table, pcfg.data_format, pcfg.columns, pcfg.cv_folds)
+        return prepare_table_on_spark(session.sparkContext, pcfg, checked)

@@ -25,10 +25,11 @@ NODES_FILE = "nodes.json"  # the driver's record of the TF nodes of the last fin
 # A run's training state: what --overwrite and a fresh start delete (tensorboard/ and prepared-*px/
 # stay: logs of earlier attempts, and shards reused while their settings match).
 STATE_NAMES = (BACKUP_DIR, BEST_DIR, FINAL_DIR, PROGRESS_FILE, NODES_FILE)
+HELDOUT_DIR = "heldout"  # SPARK mode from a table: its validation and test images as shards (modes/spark.py)
 # What a run of this project writes into MODEL_DIR; `.tmp-*` files are those of an interrupted atomic write.
 _OWN = re.compile(
     rf"^(?:{'|'.join(re.escape(n) for n in (*STATE_NAMES, 'tensorboard', LOGS_DIR, LOCK_FILE, *VARIANTS))}|fold-\d+"
-    r"|prepared-\d+px(?:\.(?:staging|old)-[\w-]+)?)(?:\.tmp-[\w-]+)?$"
+    rf"|(?:prepared-\d+px|{HELDOUT_DIR})(?:\.(?:staging|old)-[\w-]+)?)(?:\.tmp-[\w-]+)?$"
 )
 @dataclass
 class RunState:
@@ -156,9 +157,10 @@ def stale_outputs(cfg: TrainConfig) -> list[str]:
     this run holds the locks of its model and export dirs (run_lock): no other run writes them then."""
     export = cfg.export_dir.rstrip("/")
     found = storage.glob(f"{export}.staging-*") + storage.glob(storage.join(cfg.export_dir, "report.staging-*"))
-    # Prepared shards are a cache, made again when missing: their leftovers always go.
-    found += storage.glob(storage.join(cfg.model_dir, "prepared-*px.staging-*"))
-    found += storage.glob(storage.join(cfg.model_dir, "prepared-*px.old-*"))
+    # Prepared and held-out shards are a cache, made again when missing: their leftovers always go.
+    for written in ("prepared-*px", HELDOUT_DIR):
+        found += storage.glob(storage.join(cfg.model_dir, f"{written}.staging-*"))
+        found += storage.glob(storage.join(cfg.model_dir, f"{written}.old-*"))
     # Not the locks' own temporary files: a concurrent run, about to be refused, may be writing one.
     for name in (PROGRESS_FILE, NODES_FILE):
         found += storage.glob(storage.join(cfg.model_dir, f"{name}.tmp-*"))

@@ -89,6 +89,11 @@ def load_image(path: str, size: int) -> LoadedImage:
         data = read_bytes(path)
     except OSError as e:
         return LoadedImage(None, str(e) or type(e).__name__, None)
+    return image_from_bytes(data, size)
+
+
+def image_from_bytes(data: bytes, size: int) -> LoadedImage:
+    """Fingerprints and decodes one image's bytes (a file's, or a table's image column)."""
     digest = content_digest(data)
     try:
         return LoadedImage(decode_image(data, size), None, digest)

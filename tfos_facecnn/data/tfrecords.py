@@ -32,14 +32,22 @@ def encode_pixels(pixels: np.ndarray, record_format: str) -> bytes:
 
 def serialize_example(pixels: np.ndarray, label: int, source: str, record_format: str) -> bytes:
     """`source` is the file's path inside the data set ('faces/12.jpg'), kept for reports."""
+    return serialize_encoded(encode_pixels(pixels, record_format), label, source)
+
+
+def serialize_encoded(encoded: bytes, label: int, source: str) -> bytes:
+    """A record of an image already encoded by encode_pixels (the decode stage of a table keeps them so)."""
     import tensorflow as tf
 
     feature = {
-        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encode_pixels(pixels, record_format)])),
+        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
         "source": tf.train.Feature(bytes_list=tf.train.BytesList(value=[source.encode("utf-8")])),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # Deterministic: protobuf writes a map's entries (the features) in an order that differs between
+    # processes (seen here: two Python workers wrote one image's record with its fields in other orders),
+    # so a re-run's shards would differ byte for byte; this sorts them by key.
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 def parse_function(image_size: int, record_format: str):

@@ -4,6 +4,9 @@ Driver half: every image is decoded once on the executors (training images kept 
 as JPEG, cached for all epochs; validation and test files only checked), and each epoch's feed is every
 training image once plus the repeats that fill its last global batch. Node half: a node pulls chunks
 from its TFoS queue into tf.data, and tops its batches up from images it holds if its feed ends first.
+A table (data/table.py) is decoded from its rows instead; its validation and test images have no file a
+node could read, so the driver writes them once as shards into MODEL_DIR/heldout, read as TENSORFLOW
+mode reads its shards.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from typing import Any, NamedTuple
 from .. import storage
 from ..config import TrainConfig
 from ..data.images import load_image
-from ..data.records import Skipped, check_splits_usable, conflicting_files, data_summary
+from ..data.records import Record, Skipped, check_splits_usable, conflicting_files, data_summary
 from ..data.source import RawData, raw_data
-from ..data.split import TEST, TRAIN, VAL
+from ..data.split import SPLITS, TEST, TRAIN, VAL
+from ..data.table import TableSource, table_images
 from ..data.tfrecords import encode_pixels
 from ..feed_order import ChunkKey, chunks_per_partition, feed_keys, in_feed_order
 from ..pipeline import (
@@ -33,7 +37,9 @@ from ..pipeline import (
     train_steps_per_epoch,
     worker_share,
 )
+from ..resume import HELDOUT_DIR  # MODEL_DIR/heldout: a table's val and test images as shards, replaced each run
 from .base import DriverPlan, InputMode, NodeInputs, NodeSetup, Predictions, val_steps
+from .tensorflow import ShardPlan, shard_inputs, shard_test_predictions
 
 # At most this many images per feeding task. Each Spark task costs the executor ~50-100 ms of CPU that
 # the TF node beside it does not get, so the feed uses few, large partitions (see feed_partitions).
@@ -48,6 +54,7 @@ TOP_UP_TOLERANCE = 0.05
 TOP_UP_RESERVE = 1024
 DISTRIBUTION_PREFETCH_BATCHES = 2  # batches tf.distribute's per-device iterator holds ahead of the model
 FEED_DRAIN_S = 0.5  # an empty queue for this long after 'terminating': no feeder is still putting
+HELDOUT_TEST_SHARDS = 1  # the chief alone reads the test split
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,8 @@ class FeedPlan:
     val: tuple[tuple[str, int], ...]  # (path, label) of every usable validation image
     test: tuple[tuple[str, int], ...]
     feed_chunks: tuple[int, ...]  # chunks each feeding partition sends per epoch (feed_order)
+    # A table's validation and test images, written as shards (val/test above are then empty); None for files
+    heldout: ShardPlan | None = None
 
 
 class DecodedImage(NamedTuple):
@@ -72,19 +81,44 @@ class DecodedImage(NamedTuple):
 
 # ----------------------------------------------------------------------------------------- driver half
 
-def decode_partition(image_size: int, storage_options: dict[str, Any]) -> Callable:
-    """Executor side of the decode stage: keeps each training image at the training size, encoded as
-    the TFRecords store it (JPEG q95, 4:4:4: ~11x smaller than its pixels in the cache and through the
-    TFoS queues; the node decodes it in ~0.4 ms); only validates val/test files."""
+def decode_partition(image_size: int, storage_options: dict[str, Any], keep: tuple[str, ...] = (TRAIN,),
+                     record_format: str = "jpeg") -> Callable:
+    """Executor side of the decode stage: keeps each image of the `keep` splits at the training size, encoded
+    as the TFRecords store it (JPEG q95, 4:4:4: ~11x smaller than its pixels in the cache and through the
+    TFoS queues; the node decodes it in ~0.4 ms); only validates the others. Records are (path, label,
+    split) of files, or (name, label, split, LoadedImage) of a table's rows (data.table loads them)."""
 
     def decode(records):
         storage.configure(storage_options)
-        for path, label, split in records:
-            pixels, reason, digest = load_image(path, image_size)
-            kept = encode_pixels(pixels, "jpeg") if pixels is not None and split == TRAIN else None
+        for path, label, split, *loaded in records:
+            pixels, reason, digest = loaded[0] if loaded else load_image(path, image_size)
+            kept = encode_pixels(pixels, record_format) if pixels is not None and split in keep else None
             yield DecodedImage(split, path, label, kept, reason, digest)
 
     return decode
+
+
+def decode_table(table: TableSource, settings: Any, record_format: str = "jpeg") -> Any:
+    """A table's rows decoded once on the executors, every split kept encoded (its validation and test
+    images go into shards), cached on disk for the reads that follow (`settings`: a TrainConfig or
+    PrepareConfig)."""
+    from pyspark import StorageLevel
+
+    tasks = DECODE_TASKS_PER_CORE * table.frame.sparkSession.sparkContext.defaultParallelism
+    print(f"decoding the table's images on the executors ({table.description}; every split kept at "
+          f"{settings.image_size} px)", flush=True)
+    return table_images(table, settings, tasks).mapPartitions(
+        decode_partition(settings.image_size, dict(settings.storage), SPLITS, record_format)
+    ).persist(StorageLevel.DISK_ONLY)
+
+
+def checked_images(decoded: Any) -> tuple[list[DecodedImage], list[Skipped]]:
+    """Decodes every image once, into the decode stage's cache; only the small fields come back, with the
+    unusable images and those whose identical bytes carry both labels."""
+    checked = decoded.map(lambda d: d._replace(jpeg=None)).collect()
+    skipped = [Skipped(d.path, d.reason) for d in checked if d.reason is not None]
+    skipped += conflicting_files([(d.path, d.label, d.digest) for d in checked if d.reason is None])
+    return checked, skipped
 
 
 def epoch_pads(partition_sizes: list[int], per_epoch: int) -> list[int]:
@@ -131,25 +165,52 @@ def feed_partitions(train_images: int, nodes: int, epochs: int) -> int:
     return max(1, count)
 
 
-def _plan_feed(sc, cfg: TrainConfig, data: RawData, nodes: int, epochs: int) -> DriverPlan:
-    """Decode every image once on the executors (training images cached for all epochs, val/test only
-    checked), list the bad files, and feed the cached training images for `epochs` epochs."""
+def _decoded_files(sc, cfg: TrainConfig, data: RawData) -> Any:
     from pyspark import StorageLevel
 
     records = data.records
     decode_tasks = max(1, min(len(records), DECODE_TASKS_PER_CORE * sc.defaultParallelism))
     print(f"decoding {len(records)} images on the executors ({decode_tasks} tasks; training images kept at "
           f"{cfg.image_size} px for every epoch)", flush=True)
-    decoded = sc.parallelize([tuple(r) for r in records], decode_tasks).mapPartitions(
+    return sc.parallelize([tuple(r) for r in records], decode_tasks).mapPartitions(
         decode_partition(cfg.image_size, dict(cfg.storage))
     ).persist(StorageLevel.DISK_ONLY)  # read twice (the check below, the feed's shuffle), then dropped
-    # decodes every file once, into the cache; only the small fields come back
-    checked = decoded.map(lambda d: d._replace(jpeg=None)).collect()
-    skipped = [Skipped(d.path, d.reason) for d in checked if d.reason is not None]
-    skipped += conflicting_files([(d.path, d.label, d.digest) for d in checked if d.reason is None])
-    summary = data_summary(data.found.root, records, skipped, data.found.ignored)
+
+
+def _write_heldout(cfg: TrainConfig, decoded: Any, checked: list[DecodedImage], bad: set[str], nodes: int,
+                   source: str) -> ShardPlan:
+    """A table's usable validation and test images, from the decode stage's cache, as shards in
+    MODEL_DIR/heldout (one per node for validation, at most one per image; one for the test split)."""
+    from ..preparation import PrepareConfig, write_decoded_shards
+
+    items = [(d.path, d.label, d.split, d.path) for d in checked if d.split != TRAIN and d.path not in bad]
+    val_images = sum(1 for item in items if item[2] == VAL)
+    shards = {TRAIN: 0, VAL: max(1, min(nodes, val_images)), TEST: HELDOUT_TEST_SHARDS}
+    pcfg = PrepareConfig.from_train_config(cfg, storage.join(cfg.model_dir, HELDOUT_DIR), overwrite=True)
+    manifest = write_decoded_shards(decoded, items, shards, pcfg, source, [])
+    return ShardPlan(pcfg.output_dir, pcfg.record_format, manifest["shards"])
+
+
+def _plan_feed(sc, cfg: TrainConfig, data: RawData | TableSource, nodes: int, epochs: int) -> DriverPlan:
+    """Decode every image once on the executors (training images cached for all epochs, val/test only
+    checked, or a table's written as shards), list the bad files, and feed the cached training images for
+    `epochs` epochs."""
+    from pyspark import StorageLevel
+
+    table = isinstance(data, TableSource)
+    decoded = decode_table(data, cfg) if table else _decoded_files(sc, cfg, data)
+    checked, skipped = checked_images(decoded)
+    if table:
+        records = [Record(d.path, d.label, d.split) for d in checked]
+        summary = data_summary(data.description, records, skipped, [])
+    else:
+        records = data.records
+        summary = data_summary(data.found.root, records, skipped, data.found.ignored)
     check_splits_usable(summary["counts"])
     bad = {s.path for s in skipped}
+    heldout = _write_heldout(cfg, decoded, checked, bad, nodes, data.description) if table else None
+    if heldout is not None:
+        summary["prepared_dir"] = heldout.prepared_dir  # the training report's test images are there
     train_images = summary["counts"][TRAIN]["total"]
     steps = train_steps_per_epoch(train_images, cfg.batch_size)
     training = decoded.filter(lambda d: d.split == TRAIN and d.jpeg is not None and d.path not in bad)
@@ -163,10 +224,12 @@ def _plan_feed(sc, cfg: TrainConfig, data: RawData, nodes: int, epochs: int) -> 
     # decode stage's and the feed's) ran a 2 GB local[*] driver out of heap at 14,000 images.
     decoded.unpersist()
     pads = epoch_pads(sizes, steps * cfg.batch_size)
+    files = not table  # a table's val/test images are read from the held-out shards
     plan = FeedPlan(
-        val=tuple((r.path, r.label) for r in records if r.split == VAL and r.path not in bad),
-        test=tuple((r.path, r.label) for r in records if r.split == TEST and r.path not in bad),
+        val=tuple((r.path, r.label) for r in records if files and r.split == VAL and r.path not in bad),
+        test=tuple((r.path, r.label) for r in records if files and r.split == TEST and r.path not in bad),
         feed_chunks=tuple(chunks_per_partition([n + pad for n, pad in zip(sizes, pads, strict=True)], FEED_CHUNK)),
+        heldout=heldout,
     )
     seed = cfg.seed
 
@@ -279,13 +342,6 @@ class SparkMode(InputMode):
         train = setup.strategy.distribute_datasets_from_function(
             lambda _: feed_dataset(counter, cfg.image_size, per_replica, cfg.seed + setup.index)
         )
-        val_share = worker_share(feed_plan.val, setup.workers, setup.index)
-        cache = 0 < len(val_share) * cfg.image_size**2 * 3 <= cfg.cache_limit_mb * 2**20
-        val = setup.strategy.distribute_datasets_from_function(
-            lambda _: files_dataset(val_share, cfg.image_size, per_replica, cache=cache)
-        )
-        steps = val_steps([len(worker_share(feed_plan.val, setup.workers, i)) for i in range(setup.workers)],
-                          setup.node_batch)
 
         def finish() -> None:
             inputs.record["items_fed"] = counter.items
@@ -293,10 +349,23 @@ class SparkMode(InputMode):
             inputs.record["top_up_read_ahead"] = read_ahead(per_replica)
             inputs.record["items_dropped"] = terminate_feed(counter.feed)
 
+        if feed_plan.heldout is not None:  # a table's: validation and test read from the driver's shards
+            inputs = shard_inputs(setup, feed_plan.heldout)[0]
+            inputs.train, inputs.finish = train, finish
+            return inputs
+        val_share = worker_share(feed_plan.val, setup.workers, setup.index)
+        cache = 0 < len(val_share) * cfg.image_size**2 * 3 <= cfg.cache_limit_mb * 2**20
+        val = setup.strategy.distribute_datasets_from_function(
+            lambda _: files_dataset(val_share, cfg.image_size, per_replica, cache=cache)
+        )
+        steps = val_steps([len(worker_share(feed_plan.val, setup.workers, i)) for i in range(setup.workers)],
+                          setup.node_batch)
         inputs = NodeInputs(train, val, steps, lambda model: self.test_predictions(cfg, feed_plan, model), finish)
         return inputs
 
     def test_predictions(self, cfg: TrainConfig, inputs: FeedPlan, model: Any) -> Predictions:
+        if inputs.heldout is not None:
+            return shard_test_predictions(cfg, inputs.heldout, model)
         paths, labels = [p for p, _ in inputs.test], [y for _, y in inputs.test]
         return paths, labels, predict_files(model, paths, cfg.image_size, cfg.batch_size)
 

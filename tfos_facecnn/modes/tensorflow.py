@@ -9,7 +9,8 @@ fetched to local disk in the background when they are on remote storage.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .. import storage
@@ -18,6 +19,7 @@ from ..data.prepared import PreparedData, is_prepared, looks_prepared, open_prep
 from ..data.records import check_splits_usable
 from ..data.source import RawData, raw_data
 from ..data.split import TEST, TRAIN, VAL
+from ..data.table import TableSource
 from ..pipeline import predict_arrays, steps_for, tfrecord_dataset, worker_share
 from .base import DriverPlan, InputMode, NodeInputs, NodeSetup, Predictions, val_steps
 
@@ -39,29 +41,38 @@ class ShardPlan:
 
 # ----------------------------------------------------------------------------------------- driver half
 
-def _auto_prepare(sc, cfg: TrainConfig, data: RawData, nodes: int) -> PreparedData:
+def _auto_prepare(sc, cfg: TrainConfig, data: RawData | TableSource, nodes: int) -> PreparedData:
     """Raw images in TENSORFLOW mode: prepare them once under --model-dir, reused while the source,
-    size and split settings are the same."""
-    from ..preparation import PrepareConfig, prepare_on_spark
+    size and split settings are the same. A table is prepared afresh every run (its contents cannot be
+    compared cheaply)."""
+    from ..preparation import PrepareConfig, prepare_on_spark, prepare_table_on_spark
 
     target = storage.join(cfg.model_dir, f"prepared-{cfg.image_size}px")
     pcfg = PrepareConfig.from_train_config(cfg, target, overwrite=True)
+    if isinstance(data, TableSource):
+        shards = _auto_shards(sc, nodes)
+        print(f"preparing the table into {target} ({shards} train shards) for --input-mode tensorflow", flush=True)
+        return PreparedData(target, prepare_table_on_spark(sc, replace(pcfg, num_shards=shards), data))
     if is_prepared(target):
         prepared = open_prepared(target, cfg.image_size)
         if prepared.source == data.found.root and prepared.manifest["split"] == pcfg.split_settings():
             print(f"using the data prepared earlier in {target}", flush=True)
             return prepared
-    # a multiple of the node count: every node reads as many shards
-    shards = nodes * math.ceil(max(2, PREPARED_TASKS_PER_CORE * sc.defaultParallelism) / nodes)
+    shards = _auto_shards(sc, nodes)
     print(f"preparing {cfg.data_dir} into {target} ({shards} train shards) for --input-mode tensorflow",
           flush=True)
     manifest = prepare_on_spark(sc, PrepareConfig.from_train_config(cfg, target, overwrite=True, num_shards=shards))
     return PreparedData(target, manifest)
 
 
-def _plan_shards(sc, cfg: TrainConfig, data: RawData | PreparedData, nodes: int) -> DriverPlan:
+def _auto_shards(sc, nodes: int) -> int:
+    """Train shards of an automatic preparation: a multiple of the node count, so every node reads as many."""
+    return nodes * math.ceil(max(2, PREPARED_TASKS_PER_CORE * sc.defaultParallelism) / nodes)
+
+
+def _plan_shards(sc, cfg: TrainConfig, data: RawData | TableSource | PreparedData, nodes: int) -> DriverPlan:
     """TF nodes read TFRecord shards themselves; Spark only starts them (and prepares raw data)."""
-    prepared = _auto_prepare(sc, cfg, data, nodes) if isinstance(data, RawData) else data
+    prepared = data if isinstance(data, PreparedData) else _auto_prepare(sc, cfg, data, nodes)
     train_shards = len(prepared.shards[TRAIN])
     if train_shards < nodes:
         raise ConfigError(
@@ -80,23 +91,19 @@ def _plan_shards(sc, cfg: TrainConfig, data: RawData | PreparedData, nodes: int)
 
 # ------------------------------------------------------------------------------------------- node half
 
-def _node_inputs(setup: NodeSetup) -> NodeInputs:
+def shard_inputs(setup: NodeSetup, shards: ShardPlan, train: Sequence[str] = ()) -> tuple[NodeInputs, Any]:
+    """A node's validation dataset and the chief's test predictions from a plan's val and test shards
+    (TENSORFLOW mode's prepared ones; SPARK mode's held-out ones of a table), and the node's ShardCache;
+    the returned inputs' `train` is the caller's to set. Shards on storage are fetched to local disk in
+    the background, `train` shards first (TF 2.21's TFRecordDataset opens neither s3:// nor hdfs://);
+    local shards are read where they are."""
     from ..data.tfrecords import read_examples
     from ..storage.shard_cache import ShardCache
 
-    plan, cfg, per_replica = setup.plan, setup.plan.config, setup.per_replica_batch
-    shards: ShardPlan = plan.inputs
-    # Sharding by file: worker i reads train shards i, i+W, ...: disjoint, together every record.
-    mine = [path for path, _ in shards.files(TRAIN)[setup.index::setup.workers]]
+    cfg, per_replica = setup.plan.config, setup.per_replica_batch
     val_share = worker_share(shards.files(VAL), setup.workers, setup.index)
     tests = [path for path, _ in shards.files(TEST)] if setup.is_chief else []
-    # Shards on storage are fetched to local disk in the background, train shards first (TF 2.21's
-    # TFRecordDataset opens neither s3:// nor hdfs://); local shards are read where they are.
-    cache = ShardCache([*mine, *(p for p, _ in val_share), *tests], cfg.shard_cache_mb)
-    train = setup.strategy.distribute_datasets_from_function(
-        lambda _: tfrecord_dataset(mine, cfg.image_size, shards.record_format, per_replica, cfg.seed + setup.index,
-                                   epoch_records=plan.steps_per_epoch * setup.node_batch, resolve=cache.local)
-    )
+    cache = ShardCache([*train, *(p for p, _ in val_share), *tests], cfg.shard_cache_mb)
     val = setup.strategy.distribute_datasets_from_function(
         lambda _: tfrecord_dataset([p for p, _ in val_share], cfg.image_size, shards.record_format, per_replica,
                                    cfg.seed, resolve=cache.local)
@@ -110,15 +117,39 @@ def _node_inputs(setup: NodeSetup) -> NodeInputs:
                                                                shards.record_format)]
         return _predictions(cfg, examples, model)
 
+    return NodeInputs(None, val, steps, test_predictions, close=cache.close), cache
+
+
+def _node_inputs(setup: NodeSetup) -> NodeInputs:
+    plan, cfg, per_replica = setup.plan, setup.plan.config, setup.per_replica_batch
+    shards: ShardPlan = plan.inputs
+    # Sharding by file: worker i reads train shards i, i+W, ...: disjoint, together every record.
+    mine = [path for path, _ in shards.files(TRAIN)[setup.index::setup.workers]]
+    inputs, cache = shard_inputs(setup, shards, mine)
+    inputs.train = setup.strategy.distribute_datasets_from_function(
+        lambda _: tfrecord_dataset(mine, cfg.image_size, shards.record_format, per_replica, cfg.seed + setup.index,
+                                   epoch_records=plan.steps_per_epoch * setup.node_batch, resolve=cache.local)
+    )
     root = shards.prepared_dir.rstrip("/")
-    record = {"shards_read": [path[len(root) + 1:] for path in mine], "shard_cache_bytes": cache.bytes}
-    return NodeInputs(train, val, steps, test_predictions, close=cache.close, record=record)
+    inputs.record = {"shards_read": [path[len(root) + 1:] for path in mine], "shard_cache_bytes": cache.bytes}
+    return inputs
 
 
 def _predictions(cfg: TrainConfig, examples: list, model: Any) -> Predictions:
     """(pixels, label, source) records -> the test split's predictions."""
     probabilities = predict_arrays(model, [pixels for pixels, _, _ in examples], cfg.batch_size)
     return [source for _, _, source in examples], [label for _, label, _ in examples], probabilities
+
+
+def shard_test_predictions(cfg: TrainConfig, shards: ShardPlan, model: Any) -> Predictions:
+    """The test split's predictions from a plan's test shards, read on the driver (a re-export)."""
+    from ..data.tfrecords import read_examples
+
+    examples = []
+    for path, _ in shards.files(TEST):
+        with storage.local_copy(path) as local:
+            examples += read_examples(local, cfg.image_size, shards.record_format)
+    return _predictions(cfg, examples, model)
 
 
 class TensorflowMode(InputMode):
@@ -133,7 +164,7 @@ class TensorflowMode(InputMode):
             return prepared
         return raw_data(cfg)
 
-    def plan(self, sc: Any, cfg: TrainConfig, data: RawData | PreparedData, nodes: int,
+    def plan(self, sc: Any, cfg: TrainConfig, data: RawData | TableSource | PreparedData, nodes: int,
              epochs_to_train: int) -> DriverPlan:
         return _plan_shards(sc, cfg, data, nodes)
 
@@ -141,13 +172,7 @@ class TensorflowMode(InputMode):
         return _node_inputs(setup)
 
     def test_predictions(self, cfg: TrainConfig, inputs: ShardPlan, model: Any) -> Predictions:
-        from ..data.tfrecords import read_examples
-
-        examples = []
-        for path, _ in inputs.files(TEST):
-            with storage.local_copy(path) as local:
-                examples += read_examples(local, cfg.image_size, inputs.record_format)
-        return _predictions(cfg, examples, model)
+        return shard_test_predictions(cfg, inputs, model)
 
 
 MODE = TensorflowMode()
