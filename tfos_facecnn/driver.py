@@ -17,6 +17,7 @@ from .data.split import SPLITS
 from .driver_inputs import TOP_UP_TOLERANCE, ModeInputs, check_data, spark_mode_inputs, tensorflow_mode_inputs
 from .events import EventServer
 from .export import MODEL_FILE, is_complete, read_json, reexport, write_json
+from .reachability import check_executor_hosts, missing_workers
 from .resume import NODES_FILE, RunState, check_foreign, fingerprint, prepare_model_dir, run_state
 from .run_lock import RunLocks, export_dir_lock, model_dir_lock
 from .spark_env import Master, bind_address, expected_nodes, node_threads, spark_conf, start_session, wait_for_executors
@@ -133,7 +134,9 @@ def _train_all(sc, cfg: TrainConfig, runs: list[TrainConfig], states: dict[str, 
         raise RuntimeError(
             f"Spark gave {have} executors but {nodes} TF nodes were asked for (one per executor); "
             "lower --cluster-size or give Spark more executors (--num-executors, spark.cores.max)"
+            + missing_workers(sc, master.url)
         )
+    check_executor_hosts(sc, address, master.url)
     if cfg.input_mode == "spark":
         to_train = [cfg.epochs - state.epochs_done for state in states.values()
                     if not state.finished and not state.reexport]

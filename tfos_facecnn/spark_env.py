@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from .config import ConfigError, TrainConfig
 from .loopback import LOCAL_IP_ENV, relaunch_on, under_spark_submit
+from .reachability import preflight
 
 LOCAL_RE = re.compile(r"^local(\[(\*|\d+)(,\s*\d+)?\])?$")
 LOCAL_CLUSTER_RE = re.compile(r"^local-cluster\[\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\]$")
@@ -172,6 +173,7 @@ def start_session(app_name: str, master: Master, address: str | None, user_conf:
                   executor_env: dict[str, str] | None = None):
     from pyspark.sql import SparkSession
 
+    preflight(address, master.url)  # a bind address or master that cannot work: one line, not a hang
     if address is not None and master.is_local_machine and LOCAL_IP_ENV not in os.environ and under_spark_submit():
         relaunch_on(address, master.url, user_conf)  # exits with the relaunched job's code
     builder = SparkSession.builder.appName(app_name).master(master.url)
