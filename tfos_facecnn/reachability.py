@@ -16,6 +16,7 @@ import json
 import logging
 import socket
 import urllib.request
+from collections import Counter
 from urllib.parse import urlparse
 
 from .config import ConfigError
@@ -89,11 +90,12 @@ def check_master(url: str) -> None:
 
 
 def _executor_hosts(sc) -> set[str]:
-    """Hosts of the executors registered with the driver (block managers other than the driver's own)."""
-    jsc = sc._jsc.sc()
-    own = jsc.env().blockManager().blockManagerId().hostPort()
-    keys = jsc.getExecutorMemoryStatus().keySet().toString().strip("[]").split(", ")
-    return {key.rsplit(":", 1)[0] for key in keys if key and key != own}
+    """Hosts of the executors registered with the driver. Spark's list holds the driver too: one entry of the
+    driver's host is taken off (an executor on the driver's host keeps that host in the set)."""
+    infos = sc._jsc.sc().statusTracker().getExecutorInfos()
+    hosts = Counter(str(info.host()) for info in infos)
+    hosts[sc.getConf().get("spark.driver.host")] -= 1
+    return {host for host, count in hosts.items() if count > 0}
 
 
 def missing_workers(sc, master_url: str) -> str:
@@ -114,6 +116,8 @@ def missing_workers(sc, master_url: str) -> str:
     if not missing:
         return ""
     driver = sc.getConf().get("spark.driver.host")
+    if _resolve(driver) != driver:
+        driver = f"{driver} ({_resolve(driver)})"  # the name, and the address the workers must reach
     return (f"; no executor came from the worker(s) on {', '.join(missing)}: that host cannot reach the driver at "
             f"{driver} (spark.driver.port and spark.driver.blockManager.port, random ports unless set: open them "
             "to it, or set them to ports the firewall lets through), or its executors fail at start (see that "
