@@ -110,7 +110,7 @@ class Job:
             return self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            raise
+            raise AssertionError(f"the driver still ran after {timeout_s:.0f} s:\n" + self.output[-6000:]) from None
 
     @property
     def output(self) -> str:
