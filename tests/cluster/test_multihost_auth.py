@@ -1,0 +1,92 @@
+"""Several hosts with Spark's own authentication on (`python -m tfos_facecnn.cluster start --netns 3
+--auth-secret-file F`): a driver without the secret is refused; one with it trains in TENSORFLOW mode with its
+shards, checkpoints and export on the S3 test server, which listens on the bridge's address (every host reaches
+it, nothing else does). A module of its own: its cluster uses the same private subnet as test_multihost's."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.multihost import driver_env, job_processes, network, require_netns, run_driver, start, wait_until
+from tests.s3server import start_s3_server, stop_s3_server
+from tfos_facecnn import netns
+from tfos_facecnn.cluster import ClusterInfo, stop_cluster
+from tfos_facecnn.export import is_complete
+from tfos_facecnn.inference import load_model_bytes
+
+pytestmark = [pytest.mark.spark, pytest.mark.multihost]
+RUN = ["--epochs", "2", "--image-size", "48", "--batch-size", "8", "--no-report"]
+REFUSED_S = 180  # Spark's driver gives up on an unresponsive master after 3 tries of 20 s; start-up on top
+RUN_S = 600  # one small training run on 2 shared cores
+CLEAN_S = 60  # for a job's processes to leave every host
+
+
+@pytest.fixture(scope="module")
+def secret_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("auth") / "spark-secret"
+    path.write_text(secrets.token_hex(32) + "\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture(scope="module")
+def auth_cluster(tmp_path_factory, secret_file: Path) -> ClusterInfo:
+    require_netns()
+    info = start(tmp_path_factory.mktemp("multihost-auth"), auth_secret_file=secret_file)
+    try:
+        yield info
+    finally:
+        stop_cluster(info.state_dir)
+        assert netns.leftovers() == [], "the multi-host cluster left namespaces or links behind"
+
+
+def auth_conf(secret_file: Path) -> tuple[str, ...]:
+    return "spark.authenticate=true", f"spark.authenticate.secret={secret_file.read_text().strip()}"
+
+
+@pytest.mark.timeout(REFUSED_S + 60)
+def test_a_driver_without_the_secret_is_refused(auth_cluster: ClusterInfo, tmp_path: Path):
+    started = time.monotonic()
+    result = run_driver(auth_cluster, *RUN, "--model-dir", str(tmp_path / "model"), "--export-dir",
+                        str(tmp_path / "export"), timeout=REFUSED_S)
+    took = time.monotonic() - started
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert "TF node" not in output, "a driver without the secret got executors"
+    print(f"measured: a driver without the secret failed after {took:.0f} s: "
+          f"{[line for line in output.splitlines() if line.startswith('error: ')]}")
+    master_log = Path(auth_cluster.log_dir, "master.log").read_text(errors="replace")
+    assert re.search(r"(?i)sasl|authenticat", master_log), master_log[-3000:]
+    assert wait_until(lambda: not job_processes(auth_cluster), CLEAN_S) is not None, job_processes(auth_cluster)
+
+
+@pytest.mark.timeout(RUN_S + 120)
+def test_tensorflow_mode_on_s3_across_authenticated_hosts(auth_cluster: ClusterInfo, secret_file: Path,
+                                                          tmp_path: Path):
+    # The S3 server listens on the bridge's address in this (the root) namespace: every host reaches it.
+    server = start_s3_server(tmp_path / "s3", host=netns.GATEWAY)
+    try:
+        bucket = server.make_bucket(f"t-{secrets.token_hex(5)}")
+        model, export = f"{bucket}/model", f"{bucket}/export"
+        result = run_driver(auth_cluster, "--input-mode", "tensorflow", *RUN, "--model-dir", model, "--export-dir",
+                            export, conf=auth_conf(secret_file), env=driver_env(**server.env()), timeout=RUN_S)
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output[-4000:]
+        nodes = dict(re.findall(r"^TF node (\S+) started on (\S+) \(", output, re.M))
+        assert sorted(nodes.values()) == [h.hostname for h in network(auth_cluster).hosts[1:]], nodes
+        assert server.secret_key not in output and secret_file.read_text().strip() not in output
+        fs = server.filesystem()
+        assert fs.find(f"{model[5:]}/prepared-48px"), "the shards were prepared onto S3"
+        assert is_complete(export)
+        history = json.loads(fs.cat_file(f"{export[5:]}/history.json"))
+        assert [row["epoch"] for row in history] == [1, 2]
+        assert load_model_bytes(fs.cat_file(f"{export[5:]}/model.keras")).input_shape == (None, 48, 48, 3)
+    finally:
+        stop_s3_server(server)
+    assert wait_until(lambda: not job_processes(auth_cluster), CLEAN_S) is not None, job_processes(auth_cluster)
