@@ -7,7 +7,9 @@ and address, instead of a Java stack trace, Spark's own minute of retries, or a 
   job then waits for executors that never come);
 - `missing_workers`: when fewer executors register than TF nodes, which workers gave none (their host
   cannot reach the driver's ports, typically a firewall);
-- `check_executor_hosts`: a fixed --bind-address cannot serve executors on other hosts.
+- `check_executor_hosts`: a fixed --bind-address cannot serve executors on other hosts;
+- `registration_refused`: a master that answers but does not register the driver (a cluster run with
+  spark.authenticate, and a driver without its secret) is named with the fix, not with a Py4J traceback.
 """
 
 from __future__ import annotations
@@ -141,3 +143,17 @@ def check_executor_hosts(sc, address: str | None, master_url: str) -> None:
         raise ConfigError(f"--bind-address {address}: executors run on other hosts ({', '.join(others)}), where "
                           "no interface has that address, and every TF node would bind it; use --bind-address auto "
                           "on a cluster of several hosts")
+
+
+def registration_refused(master_url: str, conf: dict[str, str], error: Exception) -> RuntimeError | None:
+    """The error for a SparkContext that Spark stopped while it was being made on a standalone master that
+    accepts connections (check_master ran): the master did not register the driver. None for anything else."""
+    if not master_url.startswith("spark://") or "stopped SparkContext" not in str(error):
+        return None
+    if conf.get("spark.authenticate", "false").lower() == "true":
+        why = "this driver has spark.authenticate on: check that spark.authenticate.secret is the cluster's secret"
+    else:
+        why = ("a cluster run with Spark's authentication (spark.authenticate) refuses a driver without its secret: "
+               "give the same one with --conf spark.authenticate=true --conf spark.authenticate.secret=...")
+    return RuntimeError(f"--master {master_url}: the master answers but did not register this driver (Spark gave "
+                        f"up: 'All masters are unresponsive'); {why}; the master's log says why it refused")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .config import ConfigError, TrainConfig
 from .loopback import LOCAL_IP_ENV, relaunch_on, under_spark_submit
-from .reachability import preflight
+from .reachability import preflight, registration_refused
 
 LOCAL_RE = re.compile(r"^local(\[(\*|\d+)(,\s*\d+)?\])?$")
 LOCAL_CLUSTER_RE = re.compile(r"^local-cluster\[\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\]$")
@@ -182,6 +182,12 @@ def start_session(app_name: str, master: Master, address: str | None, user_conf:
     builder = SparkSession.builder.appName(app_name).master(master.url)
     for key, value in session_settings(master, address, user_conf, executor_env).items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    try:
+        spark = builder.getOrCreate()
+    except Exception as e:  # py4j's error when Spark gave up on the master
+        refused = registration_refused(master.url, user_conf, e)
+        if refused is None:
+            raise
+        raise refused from e
     spark.sparkContext.setLogLevel("WARN")  # the console is for the job's own progress lines
     return spark
