@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -43,6 +44,12 @@ def start(state_dir: Path, hosts: int = 3, **kwargs) -> ClusterInfo:
     settings = dict(workers=hosts - 1, cores=1, memory="1g", state_dir=state_dir, allow_oversubscribe=True,
                     timeout_s=START_S, netns=hosts)
     return start_cluster(**{**settings, **kwargs})
+
+
+def launcher(*args: str, timeout: int = 60) -> subprocess.CompletedProcess:
+    """python -m tfos_facecnn.cluster ARGS (the launcher's command line)."""
+    return subprocess.run([sys.executable, "-m", "tfos_facecnn.cluster", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def network(info: ClusterInfo) -> Network:

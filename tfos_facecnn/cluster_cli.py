@@ -7,6 +7,7 @@ Errors are one `error: ...` line on stderr: exit code 2 for bad settings (ValueE
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -41,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_line in (("stop", "stop the recorded cluster (SIGTERM, then SIGKILL) and remove its state"),
                             ("status", "show the recorded cluster; exit 0 only when all its processes run")):
         sub.add_parser(name, help=help_line)
+    on_host = sub.add_parser("exec", help="run a command on one host of a --netns cluster: in its network namespace, "
+                                          "with its host name (e.g. the driver on the master's host)")
+    on_host.add_argument("host", help="the host's name, as `start` printed it (e.g. tfmh1); --state-dir goes before it")
+    on_host.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND ...", help="the command and its arguments")
     for command in sub.choices.values():
         command.add_argument("--state-dir", default=".spark-cluster",
                              help="state file, logs and worker dirs (default .spark-cluster)")
@@ -63,8 +68,10 @@ def _start(args: argparse.Namespace) -> int:
         hosts = netns.Network.from_dict(info.network).hosts
         for n, host in enumerate(hosts):
             role = "master + driver" if n == 0 else f"worker-{n}"
-            print(f"host {host.name}: {host.address} ({role}); a shell there: ip netns exec {host.name} bash")
-        print(f"driver:     ip netns exec {hosts[0].name} spark-submit --master {info.master_url} ...")
+            print(f"host {host.name}: {host.address} ({role}); a shell there: python -m tfos_facecnn.cluster exec "
+                  f"--state-dir {args.state_dir} {host.name} bash")
+        print(f"driver:     python -m tfos_facecnn.cluster exec --state-dir {args.state_dir} {hosts[0].name} "
+              f"spark-submit --master {info.master_url} ...")
     if info.auth_secret_file:
         print("driver settings: --conf spark.authenticate=true --conf spark.authenticate.secret=<the secret>")
     print(f"stop it:    python -m tfos_facecnn.cluster stop --state-dir {args.state_dir}")
@@ -99,9 +106,26 @@ def _status(args: argparse.Namespace) -> int:
     return 0 if status.state == "running" else 1
 
 
+def _exec(args: argparse.Namespace) -> int:
+    info = cluster.read_state(args.state_dir)
+    if info is None or not info.network:
+        raise ValueError(f"no --netns cluster recorded in {args.state_dir}: start one with start --netns N")
+    hosts = {h.name: h for h in netns.Network.from_dict(info.network).hosts}
+    if args.host not in hosts:
+        raise ValueError(f"host {args.host!r}: the cluster's hosts are {', '.join(hosts)}")
+    if not args.argv:
+        raise ValueError("give the command to run on the host, e.g. bash")
+    command = netns.host_command(hosts[args.host], args.argv)
+    # As for the cluster's own processes: Spark binds the host's address (a SPARK_LOCAL_IP of this machine's,
+    # e.g. the Makefile's 127.0.0.1, would keep a driver unreachable from the other hosts).
+    env = {**os.environ, "SPARK_LOCAL_IP": hosts[args.host].address}
+    os.execvpe(command[0], command, env)  # replaces this process: the command's exit status is ours
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    run = {"start": _start, "stop": _stop, "status": _status}[args.command]
+    run = {"start": _start, "stop": _stop, "status": _status, "exec": _exec}[args.command]
     try:
         return run(args)
     except ValueError as e:

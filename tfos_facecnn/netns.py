@@ -197,15 +197,21 @@ def destroy_network(network: Network) -> list[int]:
     """Kills every process of every host, removes the namespaces, links, bridge and /etc/netns entries.
     Idempotent: what is already gone is skipped. Returns the PIDs killed."""
     killed: list[int] = []
+    survivors: list[str] = []
     for host in network.hosts:
         if host.name in _ip("netns", "list", check=False).stdout.split():
-            killed += kill_host(host)
+            try:
+                killed += kill_host(host)
+            except RuntimeError as e:  # a process stuck in the kernel: remove the rest all the same
+                survivors.append(str(e))
             _ip("netns", "delete", host.name, check=False)  # takes its eth0, and so the veth pair, with it
         _ip("link", "delete", host.link, check=False)
         shutil.rmtree(NETNS_ETC / host.name, ignore_errors=True)
     _ip("link", "delete", network.bridge, check=False)
     with contextlib.suppress(OSError):
         NETNS_ETC.rmdir()  # only when empty: other users' entries stay
+    if survivors:
+        raise RuntimeError("; ".join(survivors) + "; the namespaces and links are removed: kill them by PID")
     return killed
 
 

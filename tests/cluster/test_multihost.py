@@ -22,6 +22,7 @@ from tests.multihost import (
     Job,
     host_named,
     job_processes,
+    launcher,
     listening,
     network,
     require_netns,
@@ -88,6 +89,23 @@ def check_own_hosts(info: ClusterInfo, output: str) -> dict[str, tuple[str, str]
     assert sorted(hostname for hostname, _ in nodes.values()) == sorted(workers), nodes
     assert all(workers[hostname] == address for hostname, address in nodes.values()), nodes
     return nodes
+
+
+@pytest.mark.timeout(120)
+def test_each_host_has_its_own_name_address_and_route(cluster: ClusterInfo):
+    status = launcher("status", "--state-dir", cluster.state_dir)
+    assert status.returncode == 0 and "2 of 2 worker(s) registered" in status.stdout, status.stdout
+    for host in network(cluster).hosts:
+        shown = launcher("exec", "--state-dir", cluster.state_dir, host.name, "sh", "-c",
+                         "hostname; ip -4 -o addr show eth0; ip route show default; ip -o link show lo")
+        assert shown.returncode == 0, shown.stderr
+        name, address, route, lo = shown.stdout.splitlines()
+        assert name == host.hostname
+        assert f"inet {host.address}/{netns.SUBNET.prefixlen}" in address
+        assert route.startswith(f"default via {netns.GATEWAY} dev eth0")
+        assert "UP" in lo
+    wrong = launcher("exec", "--state-dir", cluster.state_dir, "nohost", "true")
+    assert wrong.returncode == 2 and wrong.stderr.startswith("error: host 'nohost': the cluster's hosts are tfmh1")
 
 
 @pytest.mark.timeout(4 * ONE_LINE_S)

@@ -11,12 +11,22 @@ import secrets
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
-from tests.multihost import driver_env, job_processes, network, require_netns, run_driver, start, wait_until
+from tests.multihost import (
+    START_S,
+    driver_env,
+    job_processes,
+    launcher,
+    network,
+    require_netns,
+    run_driver,
+    wait_until,
+)
 from tests.s3server import start_s3_server, stop_s3_server
 from tfos_facecnn import netns, storage
-from tfos_facecnn.cluster import ClusterInfo, stop_cluster
+from tfos_facecnn.cluster import ClusterInfo, read_state
 from tfos_facecnn.export import is_complete
 from tfos_facecnn.inference import load_model_bytes
 
@@ -37,12 +47,25 @@ def secret_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def auth_cluster(tmp_path_factory, secret_file: Path) -> ClusterInfo:
+    """Started and stopped with the launcher's command line, as the README shows."""
     require_netns()
-    info = start(tmp_path_factory.mktemp("multihost-auth"), auth_secret_file=secret_file)
+    state = tmp_path_factory.mktemp("multihost-auth") / "cluster"
+    started = launcher("start", "--netns", "3", "--memory", "1g", "--allow-oversubscribe", "--auth-secret-file",
+                       str(secret_file), "--state-dir", str(state), "--timeout", str(START_S), timeout=START_S + 60)
+    info = read_state(state)
     try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert info is not None and info.auth_secret_file == str(secret_file)
+        assert "master URL: spark://10.231.0.1:7077" in started.stdout
+        assert "host tfmh3: 10.231.0.3 (worker-2)" in started.stdout
+        assert "driver settings: --conf spark.authenticate=true --conf spark.authenticate.secret=" in started.stdout
+        assert secret_file.read_text().strip() not in started.stdout + started.stderr
+        assert all(secret_file.read_text().strip() not in " ".join(psutil.Process(p.pid).cmdline())
+                   for p in info.processes), "the secret is on a command line"
         yield info
     finally:
-        stop_cluster(info.state_dir)
+        stopped = launcher("stop", "--state-dir", str(state))
+        assert stopped.returncode == 0, stopped.stderr
         assert netns.leftovers() == [], "the multi-host cluster left namespaces or links behind"
 
 
