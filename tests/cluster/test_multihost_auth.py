@@ -8,14 +8,18 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import subprocess
+import threading
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
+from tests.conftest import REPO
 from tests.multihost import (
     START_S,
+    driver_command,
     driver_env,
     job_processes,
     launcher,
@@ -73,14 +77,9 @@ def auth_conf(secret_file: Path) -> tuple[str, ...]:
     return "spark.authenticate=true", f"spark.authenticate.secret={secret_file.read_text().strip()}"
 
 
-@pytest.mark.timeout(REFUSED_S + 60)
-def test_a_driver_without_the_secret_is_refused(auth_cluster: ClusterInfo, tmp_path: Path):
-    started = time.monotonic()
-    result = run_driver(auth_cluster, *RUN, "--model-dir", str(tmp_path / "model"), "--export-dir",
-                        str(tmp_path / "export"), timeout=REFUSED_S)
-    took = time.monotonic() - started
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output[-3000:]
+def check_refused(refused: subprocess.Popen, log: Path, took: float, auth_cluster: ClusterInfo) -> None:
+    output = log.read_text(errors="replace")
+    assert refused.returncode != 0, output[-3000:]
     assert "TF node" not in output, "a driver without the secret got executors"
     errors = [line for line in output.splitlines() if line.startswith("error: ")]
     assert errors == [f"error: --master {auth_cluster.master_url}: the master answers but did not register this "
@@ -89,15 +88,30 @@ def test_a_driver_without_the_secret_is_refused(auth_cluster: ClusterInfo, tmp_p
                       "with --conf spark.authenticate=true --conf spark.authenticate.secret=...; the master's log "
                       "says why it refused"], output[-3000:]
     assert "Traceback" not in output
-    print(f"measured: a driver without the secret refused after {took:.0f} s")
     master_log = Path(auth_cluster.log_dir, "master.log").read_text(errors="replace")
     assert "Expected SaslMessage, received something else" in master_log, master_log[-3000:]
-    assert wait_until(lambda: not job_processes(auth_cluster), CLEAN_S) is not None, job_processes(auth_cluster)
+    print(f"measured: a driver without the secret refused after {took:.0f} s")
 
 
-@pytest.mark.timeout(RUN_S + 120)
-def test_tensorflow_mode_on_s3_across_authenticated_hosts(auth_cluster: ClusterInfo, secret_file: Path,
-                                                          tmp_path: Path, monkeypatch):
+@pytest.mark.timeout(RUN_S + REFUSED_S)
+def test_spark_authentication_across_hosts_and_tensorflow_mode_on_s3(auth_cluster: ClusterInfo, secret_file: Path,
+                                                                    tmp_path: Path, monkeypatch):
+    """A driver without the secret is refused, while one with it trains in TENSORFLOW mode, its shards,
+    checkpoints and export on S3 (side by side: the refused one spends a minute on Spark's registration tries)."""
+    started = time.monotonic()
+    log = tmp_path / "refused.log"
+    with open(log, "w") as out:  # a file, not a pipe: nothing reads it until the end
+        refused = subprocess.Popen(driver_command(auth_cluster, "train.py", *RUN, "--model-dir", str(tmp_path / "m"),
+                                                  "--export-dir", str(tmp_path / "e")),
+                                   env=driver_env(), cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True)
+    ended: list[float] = []  # when the refused driver exited, seen by a thread while the other one trains
+
+    def watch() -> None:
+        refused.wait()
+        ended.append(time.monotonic() - started)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     # The S3 server listens on the bridge's address in this (the root) namespace: every host reaches it.
     server = start_s3_server(tmp_path / "s3", host=netns.GATEWAY)
     try:
@@ -121,4 +135,9 @@ def test_tensorflow_mode_on_s3_across_authenticated_hosts(auth_cluster: ClusterI
         assert load_model_bytes(fs.cat_file(f"{export[5:]}/model.keras")).input_shape == (None, 48, 48, 3)
     finally:
         stop_s3_server(server)
+        watcher.join(timeout=max(1.0, REFUSED_S - (time.monotonic() - started)))
+        if not ended:
+            refused.kill()  # it must not outlive the test
+    assert ended, "the driver without the secret did not end"
+    check_refused(refused, log, ended[0], auth_cluster)
     assert wait_until(lambda: not job_processes(auth_cluster), CLEAN_S) is not None, job_processes(auth_cluster)
