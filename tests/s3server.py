@@ -82,8 +82,9 @@ def weed_binary() -> str | None:
     return shutil.which("weed")
 
 
-def start_s3_server(root: Path, timeout_s: float = 60) -> S3Server:
+def start_s3_server(root: Path, timeout_s: float = 60, host: str = HOST) -> S3Server:
     """Start `weed server` with an S3 gateway under `root` and return once it answers authenticated S3 calls.
+    `host`: the one address it listens on (the multi-host tests give it their bridge's, which every host reaches).
 
     Raises RuntimeError, quoting the end of root/weed.log, if weed is missing, exits, or is not ready in time.
     """
@@ -98,18 +99,18 @@ def start_s3_server(root: Path, timeout_s: float = 60) -> S3Server:
     deadline = time.monotonic() + timeout_s
     attempt = 1
     while True:
-        ports = _free_ports(4)
+        ports = _free_ports(4, host)
         server = S3Server(
-            endpoint=f"http://{HOST}:{ports[3]}",
+            endpoint=f"http://{host}:{ports[3]}",
             access_key=access_key,
             secret_key=secret_key,
             region=REGION,
-            process=_spawn(weed, root, identities, ports),
+            process=_spawn(weed, root, identities, ports, host),
             root=root,
             ports=tuple(ports),
         )
         try:
-            _wait_ready(server, deadline)
+            _wait_ready(server, deadline, host)
             return server
         except RuntimeError:
             stop_s3_server(server)
@@ -161,7 +162,7 @@ def _wait_exit_unreaped(pid: int, timeout_s: float) -> bool:
     return False
 
 
-def _spawn(weed: str, root: Path, identities: Path, ports: list[int]) -> subprocess.Popen:
+def _spawn(weed: str, root: Path, identities: Path, ports: list[int], host: str = HOST) -> subprocess.Popen:
     """Launch weed in its own session (so stop can kill the group), logging to root/weed.log."""
     master, volume, filer, s3 = ports
     data = root / "data"
@@ -173,8 +174,8 @@ def _spawn(weed: str, root: Path, identities: Path, ports: list[int]) -> subproc
         "-logtostderr",  # everything into weed.log, instead of weed.<host>.log.* files in /tmp
         f"-config_dir={root}",  # look for *.toml here first, not in a developer's /etc/seaweedfs
         "server",
-        f"-ip={HOST}",  # the address weed advertises to its own components and clients
-        f"-ip.bind={HOST}",  # and the only one it listens on (S3 and metrics inherit it)
+        f"-ip={host}",  # the address weed advertises to its own components and clients
+        f"-ip.bind={host}",  # and the only one it listens on (S3 and metrics inherit it)
         f"-dir={data}",
         f"-master.port={master}",
         f"-volume.port={volume}",
@@ -209,7 +210,7 @@ def _spawn(weed: str, root: Path, identities: Path, ports: list[int]) -> subproc
         )
 
 
-def _wait_ready(server: S3Server, deadline: float) -> None:
+def _wait_ready(server: S3Server, deadline: float, host: str = HOST) -> None:
     """Poll until the master has a volume server and an authenticated ListBuckets succeeds.
 
     Together these prove what a first PutObject needs: the S3 gateway, its filer, the keys, and somewhere to write.
@@ -222,7 +223,7 @@ def _wait_ready(server: S3Server, deadline: float) -> None:
                 f"end of {server.root / 'weed.log'}:\n{_log_tail(server.root)}"
             )
         try:
-            if _volume_server_joined(server.ports[0]):
+            if _volume_server_joined(server.ports[0], host):
                 _s3fs(server.endpoint, server.access_key, server.secret_key, server.region, probe=True).ls("")
                 return
         except Exception as error:  # any failure just means "not ready yet"
@@ -234,9 +235,9 @@ def _wait_ready(server: S3Server, deadline: float) -> None:
     )
 
 
-def _volume_server_joined(master_port: int) -> bool:
+def _volume_server_joined(master_port: int, host: str = HOST) -> bool:
     """Whether the master's topology has volume slots, i.e. the volume server has sent its first heartbeat."""
-    url = f"http://{HOST}:{master_port}/dir/status"
+    url = f"http://{host}:{master_port}/dir/status"
     with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S) as response:
         return json.load(response)["Topology"]["Max"] > 0
 
@@ -270,26 +271,26 @@ def _identities(access_key: str, secret_key: str) -> dict:
     return {"identities": [{"name": "test", "credentials": credentials, "actions": actions}]}
 
 
-def _free_ports(count: int) -> list[int]:
-    """`count` distinct HTTP ports on 127.0.0.1 whose gRPC twin (port + 10000) is free too."""
+def _free_ports(count: int, host: str = HOST) -> list[int]:
+    """`count` distinct HTTP ports on `host` whose gRPC twin (port + 10000) is free too."""
     chosen: list[int] = []
     for _ in range(PORT_ATTEMPTS):
         port = PORT_RANGE[0] + secrets.randbelow(PORT_RANGE[1] - PORT_RANGE[0])
         taken = {p for c in chosen for p in (c, c + GRPC_OFFSET)}
         if port in taken or port + GRPC_OFFSET in taken:
             continue
-        if _bindable(port) and _bindable(port + GRPC_OFFSET):
+        if _bindable(port, host) and _bindable(port + GRPC_OFFSET, host):
             chosen.append(port)
             if len(chosen) == count:
                 return chosen
-    raise RuntimeError(f"no {count} free port pairs (p, p+{GRPC_OFFSET}) found in {PORT_RANGE} on {HOST}")
+    raise RuntimeError(f"no {count} free port pairs (p, p+{GRPC_OFFSET}) found in {PORT_RANGE} on {host}")
 
 
-def _bindable(port: int) -> bool:
-    """Whether a listener could bind HOST:port right now (no SO_REUSEADDR, so TIME_WAIT counts as taken)."""
+def _bindable(port: int, host: str = HOST) -> bool:
+    """Whether a listener could bind host:port right now (no SO_REUSEADDR, so TIME_WAIT counts as taken)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
-            probe.bind((HOST, port))
+            probe.bind((host, port))
         except OSError:
             return False
     return True

@@ -47,6 +47,10 @@ _SPARK_LOST = re.compile(
 _FUNCTION_NODE = re.compile(r"\{\{function_node [^}]*\}\}\s*")
 _TF_TASK = re.compile(r"/job:(\w+)/(?:replica:\d+/)?task:(\d+)")
 NO_EXECUTOR_ID = "No executor_id file found"
+# The driver's watchdog records a node whose batch count stopped as failed with this (cluster_run.Watchdog): its
+# own finding, not the node's report. A node cut off stops its batches and heartbeats together, and the batch
+# clock, which started earlier, runs out first: such a node must still be judged by the evidence of a loss.
+STALLED = "no training progress"
 PHASES_WITH_TF_SERVER = ("ready", "train", "export")  # node.py: the TF server listens from "ready" on
 
 
@@ -113,7 +117,9 @@ def active_executors(sc) -> set[str] | None:
 
 
 def _self_failed(state: NodeEvents) -> set[str]:
-    return {str(f.get("node")) for f in state.failures if not f.get("lost")}
+    """Nodes that reported an error themselves: alive when they did, so never lost."""
+    return {str(f.get("node")) for f in state.failures
+            if not f.get("lost") and not str(f.get("error", "")).startswith(STALLED)}
 
 
 def candidates(state: NodeEvents) -> list[str]:
@@ -283,6 +289,8 @@ def compose(state: NodeEvents, lost: list[Lost], cause: BaseException | None, te
     own = [f for f in state.failures if not f.get("lost")]
     lost, later = first_lost(lost, tolerance_s)
     lost_names = {x.node for x in lost}
+    if lost:  # the watchdog's stall record of a node found lost says less than its loss
+        own = [f for f in own if f.get("node") not in lost_names | {x.node for x in later}]
     mapped = {x.executor for x in lost if x.executor is not None}
     unmapped = {e: r for e, r in spark_lost.items() if e not in mapped
                 and not any(str(s.get("spark_executor")) == e for s in state.started.values())}

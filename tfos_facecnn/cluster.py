@@ -14,15 +14,19 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+from .netns import Network, create_network, destroy_network, host_command
 
 try:
     import psutil
@@ -30,6 +34,7 @@ except ImportError as e:  # tells PIDs apart from recycled ones: a hard need, so
     raise ImportError("the cluster launcher needs psutil: pip install 'psutil>=5.9' (or '.[test]')") from e
 
 STATE_FILE = "cluster.json"
+AUTH_SECRET_ENV = "_SPARK_AUTH_SECRET"  # where Spark's daemons read spark.authenticate's secret from
 # Set on every cluster process; Spark passes its environment on to executors and their Python workers,
 # so `stop` finds what a crashed worker left behind, and never anything else.
 MARKER_ENV = "TFOS_FACECNN_CLUSTER"
@@ -59,6 +64,8 @@ class ClusterInfo:
     memory: str
     token: str  # value of MARKER_ENV in this cluster's processes
     processes: tuple[ClusterProcess, ...]
+    network: dict[str, Any] | None = None  # netns.Network.to_dict() of a multi-host cluster (--netns), else None
+    auth_secret_file: str | None = None  # spark.authenticate on, with the secret in this file
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,7 @@ def read_state(state_dir: str | Path) -> ClusterInfo | None:
     try:
         raw = json.loads(path.read_text())
         raw["processes"] = tuple(ClusterProcess(**p) for p in raw["processes"])
+        raw["network"] = raw.get("network")
         return ClusterInfo(**raw)
     except FileNotFoundError:
         return None
@@ -130,10 +138,14 @@ def read_state(state_dir: str | Path) -> ClusterInfo | None:
 def _record(info: ClusterInfo, proc: ClusterProcess) -> ClusterInfo:
     """Adds a process and saves the state at once: a launcher killed mid-start leaves a state stop can use."""
     info = ClusterInfo(**{**asdict(info), "processes": (*info.processes, proc)})
+    _save(info)
+    return info
+
+
+def _save(info: ClusterInfo) -> None:
     path = Path(info.state_dir) / STATE_FILE
     path.with_suffix(".tmp").write_text(json.dumps(asdict(info), indent=2))
     os.replace(path.with_suffix(".tmp"), path)  # a reader sees the old or the new state, never half a file
-    return info
 
 
 def _live(proc: ClusterProcess):
@@ -177,6 +189,8 @@ def _terminate(info: ClusterInfo, timeout_s: float) -> list[int]:
             else:
                 process.kill()
     psutil.wait_procs(alive, timeout=5)
+    if info.network:  # what is left in the hosts (a process that escaped the marker) goes with them
+        targets.update(dict.fromkeys(destroy_network(Network.from_dict(info.network))))
     return sorted(targets)
 
 
@@ -213,14 +227,16 @@ def cluster_status(state_dir: str | Path = ".spark-cluster") -> ClusterStatus:
     return ClusterStatus(state, info, alive, registered)
 
 
-def _spawn(home: Path, role: str, args: list[str], env: dict[str, str], log_dir: Path) -> ClusterProcess:
+def _spawn(home: Path, role: str, args: list[str], env: dict[str, str], log_dir: Path,
+           on_host: Callable[[list[str]], list[str]] = list) -> ClusterProcess:
     log = log_dir / f"{role}.log"
     with open(log, "ab") as out:
         child = subprocess.Popen(
-            [str(home / "bin" / "spark-class"), *args], stdin=subprocess.DEVNULL, stdout=out,
+            on_host([str(home / "bin" / "spark-class"), *args]), stdin=subprocess.DEVNULL, stdout=out,
             stderr=subprocess.STDOUT, env=env, start_new_session=True,  # own group: stop can end what it spawns
         )
-    # spark-class execs java: same PID, so this is the JVM's start time (an exited child is an unreaped zombie)
+    # spark-class (and netns.host_command) exec java: same PID, so this is the JVM's start time (an exited child is
+    # an unreaped zombie)
     return ClusterProcess(role, child.pid, psutil.Process(child.pid).create_time(), str(log))
 
 
@@ -245,13 +261,21 @@ def _wait_for_workers(info: ClusterInfo, timeout_s: float) -> None:
 
 def start_cluster(workers: int = 2, cores: int = 1, memory: str = "2g", host: str = "127.0.0.1", port: int = 7077,
                   webui_port: int = 8080, state_dir: str | Path = ".spark-cluster", allow_oversubscribe: bool = False,
-                  timeout_s: float = START_TIMEOUT_S, say: Callable[[str], None] | None = None) -> ClusterInfo:
+                  timeout_s: float = START_TIMEOUT_S, say: Callable[[str], None] | None = None, netns: int = 0,
+                  auth_secret_file: str | Path | None = None) -> ClusterInfo:
     """Starts a master and `workers` workers, returns once every worker has registered with the master.
 
+    netns N > 0: N hosts as network namespaces (netns.py), the master on the first, one worker on each other
+    (`workers` must then be N - 1), every process bound to its host's address. auth_secret_file: Spark's
+    authentication on, every daemon holding the file's secret (a driver must then hold it too).
     Raises ValueError for bad settings and RuntimeError when a cluster already runs from state_dir, a port is
-    taken, or the cluster does not come up (then nothing it started is left running).
+    taken, or the cluster does not come up (then nothing it started is left running, namespaces included).
     """
+    if netns and workers != netns - 1:
+        raise ValueError(f"--netns {netns} gives {netns - 1} worker host(s) beside the master's; "
+                         f"--workers {workers} differs: leave --workers out")
     check_settings(workers, cores, memory, port, webui_port, allow_oversubscribe)
+    secret = read_secret(auth_secret_file) if auth_secret_file is not None else None
     state = Path(state_dir).resolve()
     old = read_state(state)
     if old is not None:
@@ -262,36 +286,100 @@ def start_cluster(workers: int = 2, cores: int = 1, memory: str = "2g", host: st
         if say:
             say(f"removed the stale state file {state / STATE_FILE}: no recorded process was running "
                 f"({len(ended)} leftover process(es) ended)")
-    check_port_free(host, port, "--port")
-    check_port_free(host, webui_port, "--webui-port")
+    if not netns:
+        check_port_free(host, port, "--port")
+        check_port_free(host, webui_port, "--webui-port")
     home = spark_home()
     log_dir = state / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex
+    network = create_network(netns) if netns else None  # raises before anything else exists
+    master = network.hosts[0].address if network else host
+    info = ClusterInfo(f"spark://{master}:{port}", f"http://{master}:{webui_port}", str(log_dir), str(state),
+                       workers, cores, memory, uuid.uuid4().hex, (), network.to_dict() if network else None,
+                       None if auth_secret_file is None else str(Path(auth_secret_file).resolve()))
+    try:
+        _save(info)  # the namespaces are recorded before any process: `stop` removes them whatever happens next
+        info = _record(info, _spawn(home, "master", ["org.apache.spark.deploy.master.Master", "--host", master,
+                                                     "--port", str(port), "--webui-port", str(webui_port)],
+                                    _env(info, master, secret), log_dir, _on_host(info, 0)))
+        for n in range(1, workers + 1):
+            worker = _spawn(home, f"worker-{n}", _worker_args(info, n), _env(info, _address(info, n), secret), log_dir,
+                            _on_host(info, n))
+            info = _record(info, worker)
+        _wait_for_workers(info, timeout_s)
+    except BaseException:  # includes Ctrl-C: leave no half-started cluster behind (namespaces included)
+        _terminate(info, STOP_TIMEOUT_S)
+        (state / STATE_FILE).unlink(missing_ok=True)
+        raise
+    return info
+
+
+def restart_worker(state_dir: str | Path, role: str, timeout_s: float = START_TIMEOUT_S) -> ClusterInfo:
+    """Starts a recorded worker that is gone (its process or its whole host was killed) again, as `start` did,
+    and returns once every worker is registered. Raises RuntimeError if it still runs."""
+    info = read_state(state_dir)
+    if info is None or role not in {p.role for p in info.processes} or not role.startswith("worker-"):
+        raise RuntimeError(f"no worker {role!r} recorded in {state_dir}")
+    if any(p.role == role and _live(p) for p in info.processes):
+        raise RuntimeError(f"{role} of {info.master_url} still runs; stop it first")
+    n = int(role.split("-")[1])
+    secret = read_secret(info.auth_secret_file) if info.auth_secret_file else None
+    proc = _spawn(spark_home(), role, _worker_args(info, n), _env(info, _address(info, n), secret),
+                  Path(info.log_dir), _on_host(info, n))
+    info = _record(replace(info, processes=tuple(p for p in info.processes if p.role != role)), proc)
+    _wait_for_workers(info, timeout_s)
+    return info
+
+
+def _address(info: ClusterInfo, n: int) -> str:
+    """The address process n (0: the master, n: worker-n) binds: its host's, or the one --host of all."""
+    if info.network:
+        return Network.from_dict(info.network).hosts[n].address
+    return info.master_url.removeprefix("spark://").rsplit(":", 1)[0]
+
+
+def _on_host(info: ClusterInfo, n: int) -> Callable[[list[str]], list[str]]:
+    """How to run process n's command: on its own host (netns) or as it is."""
+    return partial(host_command, Network.from_dict(info.network).hosts[n]) if info.network else list
+
+
+def _worker_args(info: ClusterInfo, n: int) -> list[str]:
+    # Each worker has its own work dir (its executors' logs and files) and a web UI on a free port.
+    return ["org.apache.spark.deploy.worker.Worker", "--cores", str(info.cores), "--memory", info.memory,
+            "--host", _address(info, n), "--webui-port", "0", "--work-dir",
+            str(Path(info.state_dir) / "work" / f"worker-{n}"), info.master_url]
+
+
+def _env(info: ClusterInfo, address: str, secret: str | None) -> dict[str, str]:
     env = {
-        **os.environ, "SPARK_HOME": str(home), "SPARK_LOCAL_IP": host, "SPARK_MASTER_HOST": host, MARKER_ENV: token,
+        **os.environ, "SPARK_HOME": str(spark_home()), MARKER_ENV: info.token,
+        # The address of every socket of the process and of the executors it starts.
+        "SPARK_LOCAL_IP": address, "SPARK_MASTER_HOST": _address(info, 0),
         # Executors inherit this; the driver's own PYSPARK_PYTHON still decides what they run.
         "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
         # The master's REST submission server takes no credentials and a fixed port (6066): keep it off.
         "SPARK_MASTER_OPTS": f"{os.environ.get('SPARK_MASTER_OPTS', '')} -Dspark.master.rest.enabled=false".strip(),
     }
-    info = ClusterInfo(f"spark://{host}:{port}", f"http://{host}:{webui_port}", str(log_dir), str(state), workers,
-                       cores, memory, token, ())
-    worker = ["org.apache.spark.deploy.worker.Worker", "--cores", str(cores), "--memory", memory, "--host", host]
-    plan = [("master", ["org.apache.spark.deploy.master.Master", "--host", host, "--port", str(port),
-                        "--webui-port", str(webui_port)])]
-    # Each worker has its own work dir (its executors' logs and files) and a web UI on a free port.
-    plan += [(f"worker-{n}", [*worker, "--webui-port", "0", "--work-dir", str(state / "work" / f"worker-{n}"),
-                              info.master_url]) for n in range(1, workers + 1)]
+    if secret is not None:
+        # In the environment, which only root and the owner can read, not on a command line (ps shows those).
+        env[AUTH_SECRET_ENV] = secret
+        env["SPARK_DAEMON_JAVA_OPTS"] = f"{os.environ.get('SPARK_DAEMON_JAVA_OPTS', '')} -Dspark.authenticate=true"
+    return env
+
+
+def read_secret(path: str | Path) -> str:
+    """The secret of --auth-secret-file: refuses a missing, empty or world-readable file."""
     try:
-        for role, args in plan:
-            info = _record(info, _spawn(home, role, args, env, log_dir))
-        _wait_for_workers(info, timeout_s)
-    except BaseException:  # includes Ctrl-C: leave no half-started cluster behind
-        _terminate(info, STOP_TIMEOUT_S)
-        (state / STATE_FILE).unlink(missing_ok=True)
-        raise
-    return info
+        secret = Path(path).read_text().strip()
+        mode = Path(path).stat().st_mode
+    except OSError as e:
+        raise ValueError(f"--auth-secret-file {path}: cannot read it ({e.strerror}); create it, e.g. "
+                         f"openssl rand -hex 32 > {path} && chmod 600 {path}") from e
+    if not secret or "\n" in secret:
+        raise ValueError(f"--auth-secret-file {path}: give one line holding the secret, e.g. openssl rand -hex 32")
+    if mode & stat.S_IROTH:
+        raise ValueError(f"--auth-secret-file {path}: every user of this machine can read it; chmod 600 {path}")
+    return secret
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from .export import HISTORY_FILE, METRICS_FILE, MODEL_FILE, is_complete, new_run
 from .logs import RunLogs, driver_console, run_log_name, to_terminal
 from .modes import mode_for
 from .modes.base import DriverPlan, NodePlan
+from .reachability import check_executor_hosts, missing_workers
 from .reexport import reexport
 from .resume import NODES_FILE, RunState, check_foreign, prepare_model_dir, run_state
 from .run_lock import RunLocks, export_dir_lock, model_dir_lock
@@ -226,7 +227,9 @@ def _train_all(sc, job: _Job, runs: list[TrainConfig], states: dict[str, RunStat
         raise RuntimeError(
             f"Spark gave {have} executors but {cluster.nodes} TF nodes were asked for (one per executor); "
             "lower --cluster-size or give Spark more executors (--num-executors, spark.cores.max)"
+            + missing_workers(sc, cluster.master.url)
         )
+    check_executor_hosts(sc, cluster.address, cluster.master.url)
     # One plan serves every run (the variants of --variant all share the data and its feed); SPARK mode
     # feeds as many epochs as the run with the fewest left needs.
     to_train = [run.epochs - state.epochs_done for run, state in zip(runs, states.values(), strict=True)

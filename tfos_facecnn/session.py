@@ -19,6 +19,7 @@ from typing import Any
 
 from .config import ConfigError
 from .loopback import LOCAL_IP_ENV, relaunch_on, under_spark_submit
+from .reachability import preflight, registration_refused
 from .spark_env import LOOPBACK, Master, bind_address, check_gpu_amounts, parse_master, session_settings
 
 logger = logging.getLogger(__name__)
@@ -66,13 +67,20 @@ class JobSession(SessionSource):
     def open(self, app: str, address: str | None, executor_env: dict[str, str]) -> Iterator[Any]:
         from pyspark.sql import SparkSession
 
+        preflight(address, self.master.url)  # a bind address or master that cannot work: one line, not a hang
         if address is not None and self.master.is_local_machine and LOCAL_IP_ENV not in os.environ \
                 and under_spark_submit():
             relaunch_on(address, self.master.url, self.conf)  # exits with the relaunched job's code
         builder = SparkSession.builder.appName(app).master(self.master.url)
         for key, value in session_settings(self.master, address, self.conf, executor_env).items():
             builder = builder.config(key, value)
-        spark = builder.getOrCreate()
+        try:
+            spark = builder.getOrCreate()
+        except Exception as e:  # py4j's error when Spark gave up on the master
+            refused = registration_refused(self.master.url, self.conf, e)
+            if refused is None:
+                raise
+            raise refused from e
         spark.sparkContext.setLogLevel("WARN")  # the console is for the job's own progress lines
         try:
             yield spark

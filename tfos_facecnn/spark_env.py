@@ -124,6 +124,9 @@ def session_settings(master: Master, address: str | None, conf: dict[str, str],
         "spark.locality.wait": "0",
         # InputMode.SPARK runs TF in a background process of a reused Python worker.
         "spark.python.worker.reuse": "true",
+        # Spark's cleaner must not wait on a host that is gone: blocking (the default), a broadcast cleanup under
+        # way held SparkContext.stop() for spark.rpc.askTimeout (120 s) after a worker host was cut off.
+        "spark.cleaner.referenceTracking.blocking": "false",
         "spark.executorEnv.TF_USE_LEGACY_KERAS": "1",
         "spark.executorEnv.TF_CPP_MIN_LOG_LEVEL": "1",
     }
@@ -202,5 +205,3 @@ def wait_for_executors(sc, wanted: int, timeout_s: float = EXECUTOR_WAIT_S) -> i
         if have >= wanted or time.monotonic() > deadline:
             return have
         time.sleep(0.2)  # polling the driver's own executor table, not waiting on another process blindly
-
-

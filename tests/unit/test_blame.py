@@ -334,3 +334,18 @@ def test_tfos_sys_exit_is_told_by_the_error_tfos_kept():
     cause = SystemExit(1)
     text = blame.compose(state, [], cause, ["1", "Job aborted due to stage failure: boom"], {}, 600, "resume")
     assert text.startswith("the TFoS cluster failed (Job aborted due to stage failure: boom); TF nodes not done")
+
+
+def test_a_node_the_watchdog_found_stalled_is_still_judged_lost_by_its_silence():
+    # Cut off: its batches and heartbeats stop together, and the watchdog's stall clock runs out first.
+    now = time.monotonic()
+    state = two_nodes(now)
+    state.last_seen["chief:0"] = now - 25
+    state.failures.append({"node": "worker:0", "error": COLLECTIVE})
+    state.failures.append({"node": "chief:0", "error": "no training progress for 21 s (node_timeout 20 s) after 7 "
+                                                       "batches: a peer died or stopped, or its data feed ran dry"})
+    [lost] = blame.find_lost(state, now, 7.0, {"chief:0": "unknown"}, {"0", "1"}, {})
+    assert (lost.node, lost.host, lost.cause) == ("chief:0", "h1", HEARTBEATS_STOPPED)
+    error = blame.compose(state, [lost], None, [], {}, 600, "run the same command to resume from epoch 2 of 12")
+    assert error.startswith("TF node chief:0 on h1 was lost: it stopped sending heartbeats"), error
+    assert "TF node chief:0 failed" not in error and "TF node worker:0 failed: UnavailableError" in error
