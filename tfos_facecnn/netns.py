@@ -22,6 +22,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .config import ConfigError
+
 # Private and, on the machines this project runs on, free: `create_network` refuses it when any address or
 # route of the root namespace overlaps it (the dev machine has 192.0.2.2/24 on eth0, loopback and nothing else).
 SUBNET = ipaddress.ip_network("10.231.0.0/24")
@@ -116,7 +118,7 @@ def create_network(hosts: int, prefix: str = PREFIX) -> Network:
     if reason:
         raise NetnsUnavailable(reason)
     if not 1 <= hosts <= MAX_HOSTS:
-        raise ValueError(f"--netns {hosts}: give 1 to {MAX_HOSTS} hosts")
+        raise ConfigError(f"--netns {hosts}: give 1 to {MAX_HOSTS} hosts")
     check_subnet_free(prefix)
     taken = leftovers(prefix)
     if taken:

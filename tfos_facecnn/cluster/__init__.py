@@ -2,7 +2,7 @@
 
 The processes come from pyspark's own `bin/spark-class`, bound to one address (127.0.0.1 by default); their
 PIDs and start times go into a JSON state file, so `stop` ends exactly them and never a recycled PID.
-The command line is in `cluster_cli` (`python -m tfos_facecnn.cluster --help`).
+The command line is in `__main__.py` (`python -m tfos_facecnn.cluster --help`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .netns import Network, create_network, destroy_network, host_command
+from ..config import ConfigError
+from ..netns import Network, create_network, destroy_network, host_command
 
 try:
     import psutil
@@ -91,17 +92,17 @@ def check_settings(workers: int, cores: int, memory: str, port: int, webui_port:
     """Refuses settings the cluster cannot run with, naming the option and the fix (ValueError)."""
     for option, value in (("--workers", workers), ("--cores", cores)):
         if value < 1:
-            raise ValueError(f"{option} {value}: must be 1 or more")
+            raise ConfigError(f"{option} {value}: must be 1 or more")
     if not MEMORY_RE.match(memory):
-        raise ValueError(f"--memory {memory!r}: give memory per worker as a number with m or g, e.g. 2g or 512m")
+        raise ConfigError(f"--memory {memory!r}: give memory per worker as a number with m or g, e.g. 2g or 512m")
     for option, value in (("--port", port), ("--webui-port", webui_port)):
         if not 1 <= value <= 65535 or (option == "--webui-port" and value == port):
-            raise ValueError(f"{option} {value}: must be a TCP port from 1 to 65535, and the two ports must differ")
+            raise ConfigError(f"{option} {value}: must be a TCP port from 1 to 65535, and the two ports must differ")
     # The cores this process may use: a container's or taskset's limit, not the host's count.
     have = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if workers * cores > have and not allow_oversubscribe:
         fit = f"--workers {have // cores}" if have >= cores else f"--workers 1 --cores {have}"
-        raise ValueError(
+        raise ConfigError(
             f"--workers {workers} x --cores {cores} = {workers * cores} cores, but this machine has {have}: "
             f"TF nodes sharing cores run slower than fewer nodes; use {fit}, or pass --allow-oversubscribe"
         )
@@ -117,7 +118,7 @@ def check_port_free(host: str, port: int, option: str) -> None:
             if e.errno == errno.EADDRINUSE:
                 raise RuntimeError(f"{option} {port}: {host}:{port} is already in use (another Spark master or "
                                    f"program); stop it or choose another port with {option}") from None
-            raise ValueError(f"--host {host}: cannot listen on {host}:{port} ({e.strerror}); "
+            raise ConfigError(f"--host {host}: cannot listen on {host}:{port} ({e.strerror}); "
                              "use an address of this machine, e.g. 127.0.0.1") from None
 
 
@@ -272,7 +273,7 @@ def start_cluster(workers: int = 2, cores: int = 1, memory: str = "2g", host: st
     taken, or the cluster does not come up (then nothing it started is left running, namespaces included).
     """
     if netns and workers != netns - 1:
-        raise ValueError(f"--netns {netns} gives {netns - 1} worker host(s) beside the master's; "
+        raise ConfigError(f"--netns {netns} gives {netns - 1} worker host(s) beside the master's; "
                          f"--workers {workers} differs: leave --workers out")
     check_settings(workers, cores, memory, port, webui_port, allow_oversubscribe)
     secret = read_secret(auth_secret_file) if auth_secret_file is not None else None
@@ -373,15 +374,10 @@ def read_secret(path: str | Path) -> str:
         secret = Path(path).read_text().strip()
         mode = Path(path).stat().st_mode
     except OSError as e:
-        raise ValueError(f"--auth-secret-file {path}: cannot read it ({e.strerror}); create it, e.g. "
+        raise ConfigError(f"--auth-secret-file {path}: cannot read it ({e.strerror}); create it, e.g. "
                          f"openssl rand -hex 32 > {path} && chmod 600 {path}") from e
     if not secret or "\n" in secret:
-        raise ValueError(f"--auth-secret-file {path}: give one line holding the secret, e.g. openssl rand -hex 32")
+        raise ConfigError(f"--auth-secret-file {path}: give one line holding the secret, e.g. openssl rand -hex 32")
     if mode & stat.S_IROTH:
-        raise ValueError(f"--auth-secret-file {path}: every user of this machine can read it; chmod 600 {path}")
+        raise ConfigError(f"--auth-secret-file {path}: every user of this machine can read it; chmod 600 {path}")
     return secret
-
-
-if __name__ == "__main__":
-    from tfos_facecnn.cluster_cli import main
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """`python -m tfos_facecnn.cluster start|stop|status`: the command line of the standalone cluster launcher.
 
-Errors are one `error: ...` line on stderr: exit code 2 for bad settings (ValueError), 1 for failures
+Errors are one `error: ...` line on stderr (errors.py): exit code 2 for bad settings (ConfigError), 1 for failures
 (RuntimeError: a cluster already running, a busy port, a cluster that did not come up).
 """
 
@@ -11,7 +11,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import cluster, netns
+from .. import cluster, netns
+from ..config import ConfigError
+from ..errors import run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,12 +111,12 @@ def _status(args: argparse.Namespace) -> int:
 def _exec(args: argparse.Namespace) -> int:
     info = cluster.read_state(args.state_dir)
     if info is None or not info.network:
-        raise ValueError(f"no --netns cluster recorded in {args.state_dir}: start one with start --netns N")
+        raise ConfigError(f"no --netns cluster recorded in {args.state_dir}: start one with start --netns N")
     hosts = {h.name: h for h in netns.Network.from_dict(info.network).hosts}
     if args.host not in hosts:
-        raise ValueError(f"host {args.host!r}: the cluster's hosts are {', '.join(hosts)}")
+        raise ConfigError(f"host {args.host!r}: the cluster's hosts are {', '.join(hosts)}")
     if not args.argv:
-        raise ValueError("give the command to run on the host, e.g. bash")
+        raise ConfigError("give the command to run on the host, e.g. bash")
     command = netns.host_command(hosts[args.host], args.argv)
     # As for the cluster's own processes: Spark binds the host's address (a SPARK_LOCAL_IP of this machine's,
     # e.g. the Makefile's 127.0.0.1, would keep a driver unreachable from the other hosts).
@@ -126,17 +128,7 @@ def _exec(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run = {"start": _start, "stop": _stop, "status": _status, "exec": _exec}[args.command]
-    try:
-        return run(args)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except RuntimeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    return run_command(lambda: run(args))
 
 
 if __name__ == "__main__":
