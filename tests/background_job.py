@@ -23,11 +23,15 @@ class BackgroundJob:
     its whole process group, as a terminal's Ctrl-C does."""
 
     def __init__(self, *args: str, master: str = "local[*]", job: str = "train.py",
-                 env_extra: dict[str, str] | None = None) -> None:
-        self.process = subprocess.Popen(job_command(job, master, *args), env={**spark_env(), **(env_extra or {})},
-                                        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                 env_extra: dict[str, str] | None = None, command: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        """`command` and `env`: another command line and environment than spark-submit of `job` with `args`."""
+        self.process = subprocess.Popen(command or job_command(job, master, *args),
+                                        env={**(env or spark_env()), **(env_extra or {})}, cwd=REPO,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         start_new_session=True)
         self.lines: list[str] = []
+        self.times: list[float] = []  # monotonic arrival of each line
         self.changed = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -35,6 +39,7 @@ class BackgroundJob:
         for line in self.process.stdout:
             with self.changed:
                 self.lines.append(line.rstrip("\n"))
+                self.times.append(time.monotonic())
                 self.changed.notify_all()
 
     def wait_until(self, condition: Callable[[], T], timeout_s: float, what: str) -> T:

@@ -58,6 +58,20 @@ def spark_env() -> dict[str, str]:
     return env
 
 
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports (all held open while choosing, so two picks never coincide)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def spark_submit() -> str:
     found = Path(sys.executable).parent / "spark-submit"
     return str(found) if found.exists() else shutil.which("spark-submit") or "spark-submit"

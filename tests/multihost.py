@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.background_job import BackgroundJob
 from tests.conftest import REPO, job_command, spark_env
 from tfos_facecnn import netns
 from tfos_facecnn.cluster import ClusterInfo, start_cluster
@@ -79,24 +79,12 @@ def run_driver(info: ClusterInfo, *args: str, timeout: int, conf: tuple[str, ...
                           capture_output=True, text=True, timeout=timeout)
 
 
-class Job:
+class Job(BackgroundJob):
     """A training driver on the master's host, in the background; its output collected line by line."""
 
     def __init__(self, info: ClusterInfo, *args: str, conf: tuple[str, ...] = (),
                  env: dict[str, str] | None = None) -> None:
-        self.process = subprocess.Popen(driver_command(info, "train.py", *args, conf=conf), env=env or driver_env(),
-                                        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: list[str] = []
-        self.times: list[float] = []  # monotonic arrival of each line
-        self.changed = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            with self.changed:
-                self.lines.append(line.rstrip("\n"))
-                self.times.append(time.monotonic())
-                self.changed.notify_all()
+        super().__init__(command=driver_command(info, "train.py", *args, conf=conf), env=env or driver_env())
 
     def wait_for_line(self, pattern: str, timeout_s: float, after: int = 0) -> tuple[int, re.Match]:
         """(index, match) of the first line from index `after` on that matches; AssertionError on timeout/exit."""
@@ -118,11 +106,6 @@ class Job:
         except subprocess.TimeoutExpired:
             self.process.kill()
             raise AssertionError(f"the driver still ran after {timeout_s:.0f} s:\n" + self.output[-6000:]) from None
-
-    @property
-    def output(self) -> str:
-        with self.changed:
-            return "\n".join(self.lines)
 
 
 def started_nodes(output: str) -> dict[str, tuple[str, str]]:

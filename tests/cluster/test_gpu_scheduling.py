@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import job_command, spark_env
+from tests.conftest import free_ports, job_command, spark_env
 from tfos_facecnn.spark_env import EXECUTOR_GPUS, TASK_GPUS
 
 pytestmark = pytest.mark.spark
@@ -30,18 +29,6 @@ START_S = 120  # master and worker register within ~15 s here; the 2 cores may b
 POLL_S = 0.25  # between looks at the master's worker table
 STOP_S = 20  # a JVM ends within a second or two of SIGTERM
 TRAIN = ["--input-mode", "spark", "--epochs", "1", "--image-size", "48", "--batch-size", "8", "--no-report"]
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (all held open while choosing, so two picks never coincide)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def alive_gpu_workers(webui: str) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import REPO, run_train_job
+from tests.conftest import REPO, free_ports, run_train_job
 from tests.spark.checks import EPOCH_LINE, SMALL_RUN, check_export
 from tfos_facecnn.cluster import (
     STATE_FILE,
@@ -31,18 +31,6 @@ from tfos_facecnn.cluster import (
 
 pytestmark = pytest.mark.spark
 START_S = 240  # a cluster comes up in ~15 s here; other test runs may share the 2 cores
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (all held open while choosing, so two picks never coincide)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def start(state_dir: Path, **kwargs) -> ClusterInfo:
