@@ -36,6 +36,9 @@ POLL_INTERVAL_S = 0.1  # between readiness probes
 PROBE_TIMEOUT_S = 2  # connect/read timeout of one readiness probe, so a hung probe cannot eat the deadline
 LOG_TAIL_LINES = 20  # lines of weed.log quoted in a startup error
 VOLUME_SLOTS = 200  # volumes the one volume server may hold; each bucket needs one (files grow on demand)
+# Below this much free disk weed marks every volume read-only (and does not start with none free); its
+# default, 1% of the disk, is 2.5 GB of these machines' 252 GB disks, more than the tests ever write.
+MIN_FREE_SPACE = "64MiB"
 GRPC_SOCKET_DIR = "/tmp"  # weed hard-codes /tmp/seaweedfs-<name>-grpc-<port>.sock (not TMPDIR, no flag)
 
 
@@ -181,6 +184,7 @@ def _spawn(weed: str, root: Path, identities: Path, ports: list[int], host: str 
         f"-volume.port={volume}",
         "-volume.preStopSeconds=0",  # default 10 s of draining heartbeats on SIGTERM; tests want a fast stop
         f"-volume.max={VOLUME_SLOTS}",
+        f"-volume.minFreeSpace={MIN_FREE_SPACE}",
         f"-filer.port={filer}",
         "-s3",
         f"-s3.port={s3}",

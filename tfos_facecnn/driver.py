@@ -123,6 +123,10 @@ def train(spark: Any, cfg: TrainConfig, data: Any = None) -> TrainResult:
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM, once Spark and every TF node have stopped
         stopped = (type(e) if isinstance(e, Interrupted) else Interrupted)(_interrupted(runs, nodes))
         stopped.reported = getattr(e, "reported", False)
+        if stopped.reported and str(stopped) != str(e):
+            # The line printed at once says what the driver had heard; nodes that Spark had not stopped yet may
+            # have saved another epoch since. What storage holds now is what the same command resumes from.
+            to_terminal(f"note: the TF nodes saved more before they stopped: {stopped}")
         raise stopped from None
     finally:
         if held:

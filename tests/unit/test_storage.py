@@ -38,6 +38,20 @@ def test_reads_writes_lists_and_walks_objects(s3):
     assert list(storage.walk_files(root)) == ["comics/c.png"]
 
 
+def test_configuring_again_takes_a_changed_endpoint(s3, monkeypatch):
+    """s3fs reads AWS_ENDPOINT_URL once per filesystem and fsspec reuses filesystems: after configure()
+    the next request goes to the endpoint set now, not to the one of an earlier store."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # the discard port: nothing answers S3 there
+    storage.configure({})
+    stale, _ = storage.filesystem(s3.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.server.endpoint)
+    storage.configure({})
+    fresh, _ = storage.filesystem(s3.url)
+    assert fresh is not stale
+    storage.write_bytes_atomic(f"{s3.url}/again.txt", b"here")
+    assert storage.read_bytes(f"{s3.url}/again.txt") == b"here"
+
+
 def test_makedirs_never_creates_a_bucket(s3):
     storage.makedirs("s3://no-such-bucket-here/x")
     assert not s3.fs.exists("no-such-bucket-here")

@@ -28,6 +28,17 @@ def configure(options: Mapping[str, Mapping[str, Any]] | None) -> None:
     _OPTIONS.clear()
     for section, values in (options or {}).items():
         _OPTIONS[section] = dict(values)
+    _forget_filesystems()
+
+
+def _forget_filesystems() -> None:
+    """fsspec reuses a filesystem made with the same options, and s3fs/gcsfs read their endpoint and keys
+    from the environment once, when made: a process that configures again (a notebook pointed at another
+    store, tests with one S3 server each) must get new ones, not a client of the last endpoint."""
+    import fsspec
+
+    for backend in set(fsspec.registry.values()):  # only the backends imported so far
+        backend.clear_instance_cache()
 
 
 def _merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
