@@ -110,14 +110,16 @@ def train_on(info: ClusterInfo, mode: str, tmp_path: Path, *extra: str) -> dict:
     assert set(nodes) == {"chief:0", "worker:0"}
     assert len({n["executor_id"] for n in nodes.values()}) == 2
     assert len({n["pid"] for n in nodes.values()}) == 2
-    # Each worker ran one executor of this job, and that executor's log (in the worker's own work dir) holds
-    # exactly one of the TF nodes: TFoS logs '(Thread-PID)' from the node's process.
+    # Each worker ran one executor of this job (a folder named by its Spark executor ID in the worker's own
+    # work dir), and that executor's log in the run's logs says it started exactly one of the TF nodes.
     ran = {}
     for role, dirs in app_dirs(info).items():
         new = dirs - before[role]
         assert len(new) == 1, f"{role} ran {len(new)} executors of this job"
-        log = "".join(p.read_text(errors="replace") for p in new.pop().glob("*/stderr"))
-        ran[role] = [name for name, node in nodes.items() if f"-{node['pid']}) " in log]
+        executors = [d.name for d in new.pop().iterdir() if d.is_dir()]
+        assert len(executors) == 1, f"{role} ran executors {executors}"
+        log = "".join(p.read_text(errors="replace") for p in model.glob(f"logs/*/executor-{executors[0]}.log"))
+        ran[role] = re.findall(r"Starting TensorFlow (\S+) (?:as|on) ", log)  # SPARK / TENSORFLOW mode
     assert sorted(name for names in ran.values() for name in names) == ["chief:0", "worker:0"], ran
     assert all(len(names) == 1 for names in ran.values()), ran
     return nodes
