@@ -11,9 +11,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from .schemes import Scheme, UnknownSchemeError, scheme_for
+from .schemes import SCHEMES, Scheme, UnknownSchemeError, scheme_for
 
 _OPTIONS: dict[str, dict[str, Any]] = {}  # config section -> fsspec options, set by configure()
+_MADE_UNDER: dict[str, str | None] = {}  # the schemes' variables when the cached filesystems were made
 # Errors that mean "this path is not there / not what you think": callers handle them as on local disk.
 PATH_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError)
 
@@ -28,17 +29,23 @@ def configure(options: Mapping[str, Mapping[str, Any]] | None) -> None:
     _OPTIONS.clear()
     for section, values in (options or {}).items():
         _OPTIONS[section] = dict(values)
-    _forget_filesystems()
+    _forget_filesystems_made_under_another_environment()
 
 
-def _forget_filesystems() -> None:
-    """fsspec reuses a filesystem made with the same options, and s3fs/gcsfs read their endpoint and keys
-    from the environment once, when made: a process that configures again (a notebook pointed at another
-    store, tests with one S3 server each) must get new ones, not a client of the last endpoint."""
+def _forget_filesystems_made_under_another_environment() -> None:
+    """fsspec reuses a filesystem made with the same options (its cache key), but s3fs/gcsfs read their
+    endpoint and keys from the environment once, when made: after those variables change (a notebook
+    pointed at another store, tests with one S3 server each) the next request must get a new filesystem,
+    not a client of the last endpoint. Unchanged, the cached ones stay: configure() runs in every task."""
     import fsspec
 
+    environment = {name: os.environ.get(name) for scheme in SCHEMES for name in scheme.env}
+    if environment == _MADE_UNDER:
+        return
     for backend in set(fsspec.registry.values()):  # only the backends imported so far
         backend.clear_instance_cache()
+    _MADE_UNDER.clear()
+    _MADE_UNDER.update(environment)
 
 
 def _merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
