@@ -3,7 +3,7 @@ python bench/stress.py [--runs N] [--quick] [--out FILE] [--work-dir DIR]
 
 Each run is a spark-submit of jobs/train.py on local-cluster[2,1,1024] (48 px, 2 epochs, batch 8, a new
 seed each run), alternating the input modes. Every third SPARK-mode run starves worker:0 on purpose
-(TFOS_FACECNN_FAULT=worker:0@starve: it keeps every other chunk Spark feeds it), the uneven feed that
+(TFOS_FACECNN_FAULT=worker:0@starve: its feed ends after the first chunk), the uneven feed that
 used to hand a worker empty batches. A run fails if it exits non-zero, times out, or prints oneDNN's
 "3 vs 32" error. Writes a JSON report; exits 1 if any run failed.
 """

@@ -67,7 +67,8 @@ def inject_fault(node: str, stage: str) -> None:
 
 
 def starving(node: str) -> bool:
-    """Tests only: 'NODE@starve' makes that node keep every other chunk Spark feeds it (a short feed)."""
+    """Tests only: 'NODE@starve' makes that node's feed end after its first chunk (a feed far
+    shorter than its steps need, whichever executor Spark gives the feeding tasks to)."""
     return os.environ.get(FAULT_ENV, "") == f"{node}@starve"
 
 

@@ -84,8 +84,24 @@ class JobSession(SessionSource):
         spark.sparkContext.setLogLevel("WARN")  # the console is for the job's own progress lines
         try:
             yield spark
+        except KeyboardInterrupt:
+            _silence_the_shutdown(spark)
+            raise
         finally:
             spark.stop()
+
+
+def _silence_the_shutdown(spark: Any) -> None:
+    """After Ctrl-C or SIGTERM the job has said where it stopped; stopping Spark under running tasks then
+    logs errors that only describe the stop itself (tasks rejected by closed pools, an executor whose
+    SparkEnv is gone, Python workers killed by the signal), a different set on each run and Spark version.
+    So the driver JVM's console goes quiet before Spark stops, instead of filtering each message."""
+    from py4j.protocol import Py4JError
+
+    try:
+        spark.sparkContext.setLogLevel("OFF")
+    except Py4JError as e:  # Ctrl-C reached spark-submit's JVM too, and its gateway is already gone
+        logger.debug("could not quiet Spark's console before it stops: %s", e)
 
 
 class GivenSession(SessionSource):
