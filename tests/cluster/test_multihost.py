@@ -359,9 +359,12 @@ def finish(cluster: ClusterInfo, job: Job, nodes: dict[str, tuple[str, str]], tm
 
 
 @pytest.mark.timeout(1500)
-@pytest.mark.parametrize("mode", ["spark", "tensorflow"])
+@pytest.mark.parametrize("mode", ["spark"])
 def test_lost_hosts_fail_the_job_naming_them_then_the_run_resumes(cluster: ClusterInfo, mode: str, tmp_path: Path):
-    """Each fault after the first epoch of a run; each next run is the same command, resumed."""
+    """Each fault after the first epoch of a run; each next run is the same command, resumed. In SPARK mode
+    only: the driver's watchdog and Spark's executor loss, which find a lost host, are the same in both
+    modes (a lost TENSORFLOW-mode node is tested on one host in tests/reliability/test_failures.py, and
+    TENSORFLOW mode across hosts in test_multihost_auth.py); the chain costs 3-4 minutes per mode."""
     args = train_args(mode, tmp_path)
     measured = []
     job, nodes = start_resumed(cluster, args, tmp_path)
