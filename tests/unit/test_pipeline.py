@@ -110,18 +110,18 @@ def test_a_node_whose_feed_ends_tops_up_from_what_it_holds_and_never_gets_an_emp
     assert all(bytes(encoded) in fed for chunk in islice(counter._top_up(), 5) for encoded, _ in chunk)
 
 
-def test_a_starved_node_keeps_every_other_chunk_and_a_node_fed_nothing_fails_clearly():
+def test_a_starved_nodes_feed_ends_after_its_first_chunk_and_a_node_fed_nothing_fails_clearly():
     import pytest
 
     from tfos_facecnn.modes.spark import _FeedCounter
 
-    chunks = [[(b"x", 0.0)] * 2 for _ in range(4)]
-    starved = _FeedCounter(_ShortFeed(chunks), seed=0, starve=True)
+    feed = _ShortFeed([[(b"x", 0.0)] * 2 for _ in range(4)])
+    starved = _FeedCounter(feed, seed=0, starve=True)
     stream = starved()
-    kept = [next(stream) for _ in range(2)]
-    assert starved.items == 4 and len(kept) == 2
+    first = next(stream)
+    assert starved.items == len(first) == 2
     next(stream)
-    assert starved.topped_up == 4  # the feed ended: the rest is topped up
+    assert starved.topped_up == 2 and len(feed.chunks) == 3  # its feed ended there: the rest is topped up
     with pytest.raises(RuntimeError, match="ended before this TF node received any training image"):
         next(_FeedCounter(_ShortFeed([]), seed=0)())
 
