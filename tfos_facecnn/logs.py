@@ -62,9 +62,10 @@ def stamped(line: str, stamp: str) -> str:
 class LineCapture:
     """Fds 1 and 2 of this process into a pipe; a thread hands complete lines (stamped with the time they
     were read, unless their writer stamped them: `stamped`) to `sink` in batches. `echo`: also write them
-    to where fd 2 went before. Keeps the last TAIL_LINES for a failure report. `stop()` restores the fds and delivers what is left. A child that
-    inherited the pipe (TFoS forks a SPARK-mode node from its start task) takes over its own fds at once
-    (node.main_fun); what it writes before that reaches the reader while it runs."""
+    to where fd 2 went before. Keeps the last TAIL_LINES for a failure report. `stop()` restores the fds
+    and delivers what is left. A child that inherited the pipe (TFoS forks a SPARK-mode node from its
+    start task) takes over its own fds at once (node.main_fun); what it writes before that reaches the
+    reader while it runs."""
 
     def __init__(self, sink: Sink, echo: bool = False) -> None:
         self.sink = sink
