@@ -47,16 +47,25 @@ REDACTED = "<redacted>"
 # forwards them to executors): their values never reach a log.
 SECRET_ENV = re.compile(r"(?i)secret|password|token|access[._]?key|account[._]?key|connection[._]?string|credential")
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+# A line that its writer stamped already (Python logging's asctime, to the millisecond) keeps that stamp
+# alone; the capture stamps every other line (TF's C++ logs, prints) with the second it read it.
+WRITER_STAMPED = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}")
 
 Sink = Callable[[list[str]], None]
 
 
+def stamped(line: str, stamp: str) -> str:
+    """The line as a log file holds it: with one timestamp at its start."""
+    return line if WRITER_STAMPED.match(line) else f"{stamp} {line}"
+
+
 class LineCapture:
     """Fds 1 and 2 of this process into a pipe; a thread hands complete lines (stamped with the time they
-    were read) to `sink` in batches. `echo`: also write them to where fd 2 went before. Keeps the last
-    TAIL_LINES for a failure report. `stop()` restores the fds and delivers what is left. A child that
-    inherited the pipe (TFoS forks a SPARK-mode node from its start task) takes over its own fds at once
-    (node.main_fun); what it writes before that reaches the reader while it runs."""
+    were read, unless their writer stamped them: `stamped`) to `sink` in batches. `echo`: also write them
+    to where fd 2 went before. Keeps the last TAIL_LINES for a failure report. `stop()` restores the fds
+    and delivers what is left. A child that inherited the pipe (TFoS forks a SPARK-mode node from its
+    start task) takes over its own fds at once (node.main_fun); what it writes before that reaches the
+    reader while it runs."""
 
     def __init__(self, sink: Sink, echo: bool = False) -> None:
         self.sink = sink
@@ -93,7 +102,7 @@ class LineCapture:
             for raw in lines:
                 line = raw.decode("utf-8", "replace").rstrip("\r")[:MAX_LINE_CHARS]
                 self.tail.append(line)
-                pending.append(f"{stamp} {line}")
+                pending.append(stamped(line, stamp))
                 if self.echo:
                     self._echo_line(raw + b"\n")
             if pending and (len(pending) >= MAX_LINES_PER_EVENT or time.monotonic() - last_flush >= FLUSH_S
@@ -103,7 +112,7 @@ class LineCapture:
             if self._stopping.is_set() and not ready:
                 break
         if partial:
-            pending.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {partial.decode('utf-8', 'replace')}")
+            pending.append(stamped(partial.decode("utf-8", "replace"), time.strftime("%Y-%m-%d %H:%M:%S")))
         self._deliver(pending)
         os.close(self._reader)
 
@@ -292,12 +301,6 @@ def driver_console(logs: RunLogs, verbose: bool) -> Iterator[None]:
         capture.stop()
         terminal_out.close()
         terminal_err.close()
-
-
-def quiet_python_logging() -> None:
-    """In an executor's Python worker or a TF node: TFoS's import set the root logger to INFO on stderr
-    (basicConfig), which is fd 2 and so is captured; keep that, and route warnings there too."""
-    logging.captureWarnings(True)
 
 
 def spark_executor_id() -> str | None:
