@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .events import EventServer, NodeEvents
+from .tfos_shutdown import NodeErrorReported
 
 logger = logging.getLogger(__name__)
 
@@ -273,9 +274,9 @@ def _tfos_story(texts: list[str], cause: BaseException | None) -> str:
         return ("TFoS's shutdown task ran on a Spark executor that holds no TF node (TFoS's 'No executor_id file "
                 "found' message): Spark had replaced an executor that was lost, or runs more executors than TF "
                 "nodes (dynamic allocation must be off, one task per executor)")
-    if cause is not None and not isinstance(cause, SystemExit):
+    if cause is not None and not isinstance(cause, (SystemExit, NodeErrorReported)):
         return f"the TFoS cluster failed ({type(cause).__name__}: {short_error(str(cause), lines=3, limit=600)})"
-    # TFoS's sys.exit(1) says nothing: the error its background thread kept does
+    # TFoS's sys.exit(1), and our shutdown's NodeErrorReported, say nothing: the error TFoS's thread kept does
     detail = next((t for t in texts if t != str(cause)), None) if cause is not None else None
     return f"the TFoS cluster failed ({short_error(detail, lines=3, limit=600)})" if detail else \
         "the TFoS cluster failed"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import signal
 import threading
 import time
 from typing import Any
@@ -118,6 +117,7 @@ def run_cluster(sc, plan: NodePlan, cluster: Cluster, feed, events: EventServer,
 
     from .node import main_fun
     from .tfos_compat import own_executor_functions, pinned_address
+    from .tfos_shutdown import shutdown_cluster
 
     console = ConsoleProgress()
 
@@ -142,11 +142,9 @@ def run_cluster(sc, plan: NodePlan, cluster: Cluster, feed, events: EventServer,
             _hand_secrets_to_tests(events.token, [node.get("authkey") for node in tf_cluster.cluster_info])
             if feed is not None:
                 tf_cluster.train(feed, num_epochs=1, feed_timeout=cfg.feed_timeout)  # feed: every epoch, in order
-            tf_cluster.shutdown(timeout=cfg.finish_timeout)
-            signal.alarm(0)  # TFoS arms SIGALRM for its shutdown timeout and never disarms it
+            shutdown_cluster(tf_cluster, cfg.finish_timeout)  # TFoS's own sleeps 5-10 s (tfos_shutdown.py)
             finished = events.wait_for(lambda s: len(s.done) >= nodes, cfg.finish_timeout)
     except (Exception, SystemExit) as e:  # TFoS calls sys.exit(1) when a node fails
-        signal.alarm(0)
         raise node_failure(events, e, sc, cfg, nodes, logs, TFCluster.tf_status.get("error")) from e
     if not finished:
         raise node_failure(events, None, sc, cfg, nodes, logs, TFCluster.tf_status.get("error"))

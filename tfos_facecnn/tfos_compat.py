@@ -206,11 +206,13 @@ def driver_addresses() -> tuple[str, str]:
     return conf.get("spark.driver.bindAddress", host), host
 
 
-def _captured(mapfn: Callable, endpoint: EventsEndpoint | None, echo: bool) -> Callable:
+def _captured(mapfn: Callable, endpoint: EventsEndpoint | None, echo: bool,
+              prepare: Callable[[], None] | None = None) -> Callable:
     """Executor side: the task's output (TFoS's INFO lines, TF's start-up lines when TFoS imports it,
     warnings) goes to the driver's log of this executor (logs.py) instead of the worker's stderr. The
     task's function travels pickled inside this one: unpickling TFoS's functions imports TFoS and with it
-    TensorFlow, whose start-up lines must come out inside the capture, not while Spark loads the task."""
+    TensorFlow, whose start-up lines must come out inside the capture, not while Spark loads the task.
+    `prepare` runs first, inside the capture (tfos_shutdown.py: TensorFlow deferred or imported now)."""
     from pyspark import cloudpickle
 
     payload = cloudpickle.dumps(mapfn)
@@ -223,6 +225,8 @@ def _captured(mapfn: Callable, endpoint: EventsEndpoint | None, echo: bool) -> C
 
         with captured(endpoint, executor_role(), echo):
             logging.captureWarnings(True)
+            if prepare is not None:
+                prepare()
             result = pickle.loads(payload)(iterator)
             return list(result) if result is not None else None  # run it all inside the capture
 
@@ -241,6 +245,7 @@ def own_executor_functions(endpoint: EventsEndpoint | None = None, echo: bool = 
     from tensorflowonspark import TFSparkNode, reservation
 
     from .signed_reservation import install, server_class
+    from .tfos_shutdown import defer_tensorflow_import, import_tensorflow
 
     key = secrets.token_bytes(32)
     original_train, original_run = TFSparkNode.train, TFSparkNode.run
@@ -250,8 +255,10 @@ def own_executor_functions(endpoint: EventsEndpoint | None = None, echo: bool = 
     TFSparkNode.train = lambda *args, **kwargs: _captured(
         _signing(partition_feeder(*args, **kwargs), key), endpoint, echo)
     TFSparkNode.run = lambda *args, **kwargs: _captured(
-        _signing(_forgetting_dead_manager(original_run(*args, **kwargs)), key), endpoint, echo)
-    TFSparkNode.shutdown = lambda *args, **kwargs: _captured(original_shutdown(*args, **kwargs), endpoint, echo)
+        _signing(_forgetting_dead_manager(original_run(*args, **kwargs)), key), endpoint, echo,
+        prepare=import_tensorflow)
+    TFSparkNode.shutdown = lambda *args, **kwargs: _captured(original_shutdown(*args, **kwargs), endpoint, echo,
+                                                             prepare=defer_tensorflow_import)
     reservation.Server = server_class(driver_addresses, key)
     install(key)
     redact_tfos_logs()

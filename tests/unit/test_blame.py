@@ -336,6 +336,14 @@ def test_tfos_sys_exit_is_told_by_the_error_tfos_kept():
     assert text.startswith("the TFoS cluster failed (Job aborted due to stage failure: boom); TF nodes not done")
 
 
+def test_a_node_error_found_at_shutdown_is_told_by_the_error_tfos_kept():
+    from tfos_facecnn.tfos_shutdown import NodeErrorReported
+
+    cause = NodeErrorReported("a TF node reported an error (TFoS's error queue)")
+    text = blame.compose(NodeEvents(), [], cause, [str(cause), "Exception in worker: boom"], {}, 600, "resume")
+    assert text.startswith("the TFoS cluster failed (Exception in worker: boom); TF nodes not done")
+
+
 def test_a_node_the_watchdog_found_stalled_is_still_judged_lost_by_its_silence():
     # Cut off: its batches and heartbeats stop together, and the watchdog's stall clock runs out first.
     now = time.monotonic()
