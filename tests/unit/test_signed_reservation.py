@@ -32,13 +32,13 @@ class _Payload:
 def server():
     from tensorflowonspark import reservation
 
-    saved = reservation.MessageSocket.send, reservation.MessageSocket.receive
+    saved = reservation.MessageSocket.send, reservation.MessageSocket.receive, reservation.Client.await_reservations
     signed_reservation.install(KEY)
     server = signed_reservation.server_class(lambda: ("127.0.0.1", "127.0.0.1"), KEY)(2)
     address = server.start()
     yield server, address
     server.stop()
-    reservation.MessageSocket.send, reservation.MessageSocket.receive = saved
+    reservation.MessageSocket.send, reservation.MessageSocket.receive, reservation.Client.await_reservations = saved
 
 
 def _register(address, executor_id: int) -> list:
@@ -59,6 +59,44 @@ def test_tfos_clients_register_over_signed_messages_on_the_chosen_address(server
     _register(address, 0)
     assert [node["executor_id"] for node in _register(address, 1)] == [0, 1]
     assert srv.reservations.done()
+
+
+@pytest.mark.timeout(60)
+def test_both_sides_see_the_last_registration_within_a_poll_not_a_second(server):
+    import threading
+
+    from tensorflowonspark import reservation
+
+    srv, address = server
+    _register(address, 0)
+    waiter = reservation.Client(address)
+    seen: dict[str, float] = {}
+
+    def node_waits() -> None:
+        seen["node"] = len(waiter.await_reservations())
+        seen["node_at"] = time.monotonic()
+
+    thread = threading.Thread(target=node_waits)
+    thread.start()
+    time.sleep(0.3)  # the node looks a few times first: the second registration is what it waits for
+    registered = time.monotonic()
+    _register(address, 1)
+    nodes = srv.await_reservations(sc=None, status={}, timeout=5)
+    driver_at = time.monotonic()
+    thread.join(timeout=5)
+    waiter.close()
+    assert [node["executor_id"] for node in nodes] == [0, 1] and seen["node"] == 2
+    # TFoS's looked once a second on both sides, and its client slept once more after the answer
+    assert driver_at - registered < 0.5 and seen["node_at"] - registered < 0.5
+
+
+@pytest.mark.timeout(60)
+def test_nodes_that_never_register_time_out_naming_the_setting(server):
+    srv, address = server
+    _register(address, 0)
+    with pytest.raises(TimeoutError, match=r"1 of 2 TF node\(s\) did not start within reservation_timeout \(1 s\): "
+                                           r"Spark must give one executor per TF node"):
+        srv.await_reservations(sc=None, status={}, timeout=1)
 
 
 @pytest.mark.timeout(60)
