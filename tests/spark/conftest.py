@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from tests.conftest import FAST_START_CONF
+
 
 @pytest.fixture(scope="session")
 def spark():
@@ -20,6 +22,7 @@ def spark():
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.ui.enabled", "false")
+        .config(map=FAST_START_CONF)
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("WARN")
