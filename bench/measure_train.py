@@ -161,10 +161,15 @@ def _scaling(suite: Suite, mode: str, data_dir) -> dict[str, Any]:
                   two_nodes_images_per_s=rate_two, runs=[run.summary() for run in one + two])
 
 
-def measure_e_tensorflow(suite: Suite) -> dict[str, Any]:
+def _prepared_x(suite: Suite) -> Path:
+    """The memory_factor x N set prepared as shards (e_tensorflow and k train on it)."""
     if not (suite.prepared_x_dir / "manifest.json").exists():
         run_prepare(suite, suite.sized_x_dir, suite.prepared_x_dir, "e-prepare")
-    return _scaling(suite, "tensorflow", suite.prepared_x_dir)
+    return suite.prepared_x_dir
+
+
+def measure_e_tensorflow(suite: Suite) -> dict[str, Any]:
+    return _scaling(suite, "tensorflow", _prepared_x(suite))
 
 
 def measure_e_spark(suite: Suite) -> dict[str, Any]:
@@ -220,11 +225,15 @@ def measure_k(suite: Suite) -> dict[str, Any]:
     (TENSORFLOW mode, the same shards and batch). The node sizes TF's thread pools from the executor's
     cores; nodes.json records the size it used."""
     s = suite.settings
-    one = [suite.train(f"k-1core-{r}", ONE_NODE, "tensorflow", suite.prepared_dir) for r in range(1, s.repeats + 1)]
+    data = _prepared_x(suite)
+    # The 1-core side is e_tensorflow's one-node run (the same master, shards, batch and epochs) when it ran.
+    one = [run for run in suite.runs.get("e_tensorflow", []) if "-1node-" in run.name] or [
+        suite.train(f"k-1core-{r}", ONE_NODE, "tensorflow", data, epochs=s.scaling_epochs)
+        for r in range(1, s.repeats + 1)]
     # TFoS needs one task at a time per executor in TENSORFLOW mode: with a second free slot, its shutdown
     # task once ran beside the node's and found no executor_id ("No executor_id file found").
     whole = {"spark.executor.cores": "2", "spark.task.cpus": "2"}
-    two = [suite.train(f"k-2cores-{r}", TWO_CORES, "tensorflow", suite.prepared_dir, conf=whole)
+    two = [suite.train(f"k-2cores-{r}", TWO_CORES, "tensorflow", data, epochs=s.scaling_epochs, conf=whole)
            for r in range(1, s.repeats + 1)]
     threads = [record.get("tf_threads") for run in two for record in
                json.loads((Path(run.export_dir).parent / "model" / "nodes.json").read_text()).values()]

@@ -33,7 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python bench/stress.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=30, help="runs per input mode (default 30)")
-    p.add_argument("--quick", action="store_true", help="1 run per mode (the SPARK-mode one starved): proves the script")
+    p.add_argument("--quick", action="store_true", help="1 run per mode (the SPARK one starved): proves the script")
     p.add_argument("--out", default=None, help="JSON report (default WORK_DIR/stress.json)")
     p.add_argument("--work-dir", default=None, help="where runs write (default: a temporary folder, removed)")
     return p.parse_args(argv)

@@ -56,7 +56,7 @@ FAST_START_CONF = {"spark.driver.defaultJavaOptions": FAST_START_JVM,
 
 def spark_env() -> dict[str, str]:
     """Environment for spark-submit: every Spark, TFoS and TF socket on 127.0.0.1; FAST_START_JVM for
-    the standalone daemons and for SparkSessions a test's own script opens."""
+    the standalone daemons, every spark-submit's driver and SparkSessions a test's own script opens."""
     env = dict(os.environ)
     env.update(
         SPARK_LOCAL_IP="127.0.0.1",
@@ -67,6 +67,7 @@ def spark_env() -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     env.setdefault("SPARK_DAEMON_JAVA_OPTS", FAST_START_JVM)
+    env.setdefault("SPARK_SUBMIT_OPTS", FAST_START_JVM)  # the driver JVM of a spark-submit not from job_command
     env.setdefault("PYSPARK_SUBMIT_ARGS", " ".join(
         f"--conf {shlex.quote(f'{key}={value}')}" for key, value in FAST_START_CONF.items()) + " pyspark-shell")
     return env

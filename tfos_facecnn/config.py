@@ -89,6 +89,9 @@ class TrainConfig:
     cv_fold: int = 0
     cluster_size: int | None = None  # None: as many TF nodes as Spark gives executors
     bind_address: str = "auto"  # auto: 127.0.0.1 on local masters, TFoS's routing choice elsewhere
+    # s the driver waits for Spark to give one executor per TF node: on local-cluster and standalone they
+    # register within seconds; this bounds executors that never come (a worker that cannot reach the driver)
+    executor_timeout: int = 60
     reservation_timeout: int = 120  # s for all TF nodes to register (TFoS default: 600)
     feed_timeout: int = 300  # s a Spark feeder waits for its TF node to drain a partition
     finish_timeout: int = 600  # s the driver waits, after the feed ends, for every node's export and exit
@@ -133,6 +136,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "val_fraction": (0.01, 0.99),
     "test_fraction_of_val": (0.0, 0.99),
     "cluster_size": (1, 10_000),
+    "executor_timeout": (1, 86_400),
     "reservation_timeout": (1, 86_400),
     "feed_timeout": (1, 86_400),
     "finish_timeout": (1, 86_400),

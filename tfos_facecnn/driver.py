@@ -226,11 +226,13 @@ def _report_takeovers(locks: RunLocks) -> None:
 def _train_all(sc, job: _Job, runs: list[TrainConfig], states: dict[str, RunState], data: Any
                ) -> dict[str, TrainResult]:
     cluster = job.cluster
-    have = wait_for_executors(sc, cluster.nodes)
+    timeout_s = runs[0].executor_timeout
+    have = wait_for_executors(sc, cluster.nodes, timeout_s)
     if have < cluster.nodes:
         raise RuntimeError(
-            f"Spark gave {have} executors but {cluster.nodes} TF nodes were asked for (one per executor); "
-            "lower --cluster-size or give Spark more executors (--num-executors, spark.cores.max)"
+            f"Spark gave {have} executors but {cluster.nodes} TF nodes were asked for (one per executor) within "
+            f"executor_timeout ({timeout_s} s); lower --cluster-size or give Spark more executors "
+            "(--num-executors, spark.cores.max)"
             + missing_workers(sc, cluster.master.url)
         )
     check_executor_hosts(sc, cluster.address, cluster.master.url)

@@ -19,7 +19,8 @@ PROGRESS_FILE = "progress.json"  # in MODEL_DIR
 # mode is in the fingerprint (the two modes order and pad their batches differently), and so is the node
 # count (it splits the global batch and the data): either changes what the epochs trained on.
 NOT_IN_FINGERPRINT = {
-    "epochs", "model_dir", "export_dir", "cluster_size", "bind_address", "reservation_timeout", "feed_timeout",
+    "epochs", "model_dir", "export_dir", "cluster_size", "bind_address", "executor_timeout",
+    "reservation_timeout", "feed_timeout",
     "finish_timeout", "node_timeout", "collective_timeout", "cache_limit_mb", "report", "overwrite", "verbose",
     "tracking",
     "shard_cache_mb", "storage",  # storage options may hold credentials: never written into progress.json

@@ -15,7 +15,6 @@ LOCAL_CLUSTER_RE = re.compile(r"^local-cluster\[\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)
 LOOPBACK = "127.0.0.1"
 # Spark's default (secret|password|token|access[.]?key) plus the names of Azure's and AWS's secrets.
 REDACTION_REGEX = r"(?i)secret|password|token|access[._]?key|account[._]?key|connection[._]?string|credential"
-EXECUTOR_WAIT_S = 60  # local-cluster/standalone executors register within seconds; this bounds a no-show
 
 
 @dataclass(frozen=True)
@@ -197,7 +196,7 @@ def registered_executors(sc) -> int:
     return 1 if sc.master.startswith("local[") or sc.master == "local" else count - 1
 
 
-def wait_for_executors(sc, wanted: int, timeout_s: float = EXECUTOR_WAIT_S) -> int:
+def wait_for_executors(sc, wanted: int, timeout_s: float) -> int:
     """Polls the executor count until `wanted` have registered or the deadline passes."""
     deadline = time.monotonic() + timeout_s
     while True:

@@ -47,6 +47,7 @@ RUN = ["--epochs", str(EPOCHS), "--image-size", "48", "--batch-size", "8", "--no
 FAIL_BOUND_S = NODE_TIMEOUT + 60  # the issue's bound on a lost host failing the job
 CUT_S = 15  # the short cut of (c): the host comes back after this
 ONE_LINE_S = 120  # bad network settings: a one-line error within 2 minutes, never a hang
+EXECUTOR_TIMEOUT = 30  # s the blocked-worker run waits for its second executor (default 60)
 FIRST_EPOCH_S = 600  # start-up on 2 shared cores: JVMs, TF imports on three hosts
 CLEAN_S = 60  # for a failed job's processes to leave every host that is up
 EPOCH_LINE = rf"^epoch (\d+)/{EPOCHS} "
@@ -132,8 +133,12 @@ def test_bad_network_settings_fail_in_one_line(cluster: ClusterInfo, tmp_path: P
     try:
         started = time.monotonic()
         log = tmp_path / "blocked.log"
+        # The healthy worker's executor registers within seconds: half the default wait for the other is plenty.
+        short_wait = tmp_path / "executor-wait.yaml"
+        short_wait.write_text(f"executor_timeout: {EXECUTOR_TIMEOUT}\n")
         with open(log, "w") as out:
-            job = subprocess.Popen(driver_command(cluster, "train.py", *RUN, "--model-dir", str(tmp_path / "model"),
+            job = subprocess.Popen(driver_command(cluster, "train.py", *RUN, "--config", str(short_wait),
+                                                  "--model-dir", str(tmp_path / "model"),
                                                   "--export-dir", str(tmp_path / "export")),
                                    env=driver_env(), cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True)
         try:
@@ -144,7 +149,8 @@ def test_bad_network_settings_fail_in_one_line(cluster: ClusterInfo, tmp_path: P
         took = time.monotonic() - started
         error = one_line_error(subprocess.CompletedProcess(job.args, code, log.read_text(errors="replace"), ""))
         assert code == 1
-        assert error.startswith("error: Spark gave 1 executors but 2 TF nodes were asked for"), error
+        assert error.startswith("error: Spark gave 1 executors but 2 TF nodes were asked for (one per executor) "
+                                f"within executor_timeout ({EXECUTOR_TIMEOUT} s)"), error
         assert (f"no executor came from the worker(s) on {blocked.address}: that host cannot reach the driver at "
                 f"{master.hostname} ({master.address})") in error, error
         assert took < ONE_LINE_S, f"took {took:.0f} s"

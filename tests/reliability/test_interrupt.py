@@ -16,13 +16,13 @@ from tests.background_job import BackgroundJob
 from tests.conftest import run_train_job
 
 pytestmark = pytest.mark.spark
-EPOCHS = 8
+EPOCHS = 12  # the resumed run must still be training when the second signal comes
 RUN = ["--input-mode", "spark", "--epochs", str(EPOCHS), "--image-size", "48", "--batch-size", "8", "--no-report"]
 STOPPED_WITHIN_S = 15
-INTERRUPTED = re.compile(rf"^error: (stopped by SIGTERM: )?interrupted during epoch (\d)/{EPOCHS}; run the same "
-                         rf"command to resume from epoch (\d) of {EPOCHS}$")
-NOTE = re.compile(rf"^note: the TF nodes saved more before they stopped: ()interrupted during epoch (\d)/{EPOCHS}; run "
-                  rf"the same command to resume from epoch (\d) of {EPOCHS}$")
+INTERRUPTED = re.compile(rf"^error: (stopped by SIGTERM: )?interrupted during epoch (\d+)/{EPOCHS}; run the same "
+                         rf"command to resume from epoch (\d+) of {EPOCHS}$")
+NOTE = re.compile(rf"^note: the TF nodes saved more before they stopped: ()interrupted during epoch (\d+)/{EPOCHS}; "
+                  rf"run the same command to resume from epoch (\d+) of {EPOCHS}$")
 
 
 def session_processes(session: int) -> list[psutil.Process]:
@@ -46,13 +46,11 @@ def wait_until_gone(session: int) -> list[psutil.Process]:
     return session_processes(session)
 
 
-@pytest.mark.timeout(600)
-@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
-def test_an_interrupted_run_says_where_it_stopped_and_the_same_command_resumes_there(how: str, tmp_path: Path):
-    args = [*RUN, "--model-dir", str(tmp_path / "model"), "--export-dir", str(tmp_path / "export")]
-    job = BackgroundJob(*args)
+def interrupt(job: BackgroundJob, how: str, after_line: str) -> re.Match:
+    """Interrupts the job once it printed a line matching `after_line`; checks its exit and its last lines
+    and that every process of it is gone; returns the match of the line saying where it resumes."""
     try:
-        job.wait_for_line(r"^epoch 2/", 400)
+        job.wait_for_line(after_line, 400)
         if how == "ctrl-c":
             job.interrupt()  # SIGINT to the whole process group, as a terminal's Ctrl-C
         else:  # SIGTERM to the job's Python driver (what `kill PID` of the job's process does)
@@ -72,11 +70,26 @@ def test_an_interrupted_run_says_where_it_stopped_and_the_same_command_resumes_t
         job.output[-3000:]
     stopped = INTERRUPTED.match(errors[0])
     assert stopped and stopped.group(2) == stopped.group(3), errors[0]
+    assert bool(stopped.group(1)) == (how == "sigterm"), errors[0]
     if last.startswith("note: "):
         stopped = NOTE.match(last)
         assert stopped and stopped.group(2) == stopped.group(3), last
     assert not wait_until_gone(job.process.pid)
+    return stopped
+
+
+@pytest.mark.timeout(900)
+def test_ctrl_c_then_sigterm_each_say_where_the_run_stopped_and_the_same_command_resumes_there(tmp_path: Path):
+    """One run stopped twice: Ctrl-C during training, then SIGTERM during the resumed run, then the same
+    command trains to the end from where the second stop left it."""
+    args = [*RUN, "--model-dir", str(tmp_path / "model"), "--export-dir", str(tmp_path / "export")]
+    first = interrupt(BackgroundJob(*args), "ctrl-c", r"^epoch 2/")
+
+    resumed = BackgroundJob(*args)
+    second = interrupt(resumed, "sigterm", r"^epoch \d+/")
+    assert f"resuming at epoch {first.group(3)} of {EPOCHS}" in resumed.output, resumed.output[-3000:]
+    assert int(second.group(3)) > int(first.group(3)), (first.group(0), second.group(0))
 
     again = run_train_job("local[*]", *args, timeout=400)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert f"resuming at epoch {stopped.group(3)} of {EPOCHS}" in again.stdout
+    assert f"resuming at epoch {second.group(3)} of {EPOCHS}" in again.stdout

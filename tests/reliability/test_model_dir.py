@@ -115,6 +115,8 @@ def test_a_crash_during_the_export_re_exports_the_trained_weights(tmp_path: Path
     assert crashed.returncode != 0 and "fault injected at export" in output, output[-3000:]
     staged = list(tmp_path.glob("export.staging-*"))
     assert len(staged) == 1 and not is_complete(str(tmp_path / "export"))
+    assert (staged[0] / "model.keras").exists()  # the crash came after the model was saved
+    assert not is_complete(str(staged[0]))  # and no _SUCCESS: never taken for a finished export
     assert not (tmp_path / "model" / "run.lock").exists()
 
     again = run_train_job("local[*]", *args, timeout=540)

@@ -127,8 +127,9 @@ def test_prepare_s3_to_s3_then_two_nodes_train_from_it_and_predict_and_evaluate_
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("mode,master", [("spark", "local[*]"), ("spark", "local-cluster[2,1,1024]"),
-                                         ("tensorflow", "local[*]")])
+# SPARK mode on two nodes (the storage code is the same on local[*]), TENSORFLOW mode preparing its shards
+# on S3 itself; the prepare job's shards on S3 feed two TENSORFLOW-mode nodes in the test above.
+@pytest.mark.parametrize("mode,master", [("spark", "local-cluster[2,1,1024]"), ("tensorflow", "local[*]")])
 def test_training_with_data_model_and_export_on_s3(s3, mode: str, master: str):
     data = s3.upload_tree(SAMPLE, "sample")
     result, output = train_on_s3(s3, master, mode, data)

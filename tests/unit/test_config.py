@@ -36,6 +36,7 @@ def test_shipped_yaml_resolves_to_the_defaults():
     ({"augment": {"flip": "diagonal"}}, "'flip'"),
     ({"image_size": 38}, "'image_size': 38 is out of range \\[39, 4096\\]"),
     ({"report": "yes"}, "'report': expected true or false"),
+    ({"executor_timeout": 0}, "'executor_timeout': 0 is out of range \\[1, 86400\\]"),
 ])
 def test_bad_values_name_the_key(values, message):
     with pytest.raises(ConfigError, match=message):
