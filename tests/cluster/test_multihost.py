@@ -347,7 +347,10 @@ def finish(cluster: ClusterInfo, job: Job, nodes: dict[str, tuple[str, str]], tm
     sockets = census(current(cluster), tf_ports)
     driver_ports = sorted(port for address, port, program in sockets[hosts[0].hostname]
                           if program == "python" and address == hosts[0].address)
-    assert len(driver_ports) == 2, sockets  # the reservation server and the event channel
+    # The event channel, and the reservation server unless it has closed already: it serves the nodes' start
+    # and closes once the feed has ended and every node was told to stop, which a resumed run's short feed
+    # may reach within its first epoch (TFoS's own shutdown slept 5 s before closing it).
+    assert 1 <= len(driver_ports) <= 2, sockets
     forged = subprocess.run(netns.host_command(hosts[1], [sys.executable, "-c", FORGE, hosts[0].address,
                                                           *map(str, driver_ports)]), capture_output=True, text=True,
                             timeout=60)
