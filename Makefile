@@ -35,7 +35,7 @@ test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check tfos_facecnn jobs tests
+	$(BIN)/ruff check tfos_facecnn jobs tests bench
 
 clean:
 	rm -rf output .pytest_cache
