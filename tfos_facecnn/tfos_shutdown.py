@@ -52,16 +52,15 @@ def import_tensorflow() -> None:
     import tensorflow  # noqa: F401
 
 
-def wait_until(condition: Callable[[], bool], deadline: float, what: str, poll_s: float = POLL_S,
-               clock: Callable[[], float] = time.monotonic) -> None:
+def wait_until(condition: Callable[[], bool], deadline: float, what: str, poll_s: float = POLL_S) -> None:
     """Returns once condition() holds; TimeoutError saying `what` did not happen once the deadline passes."""
     while not condition():
-        if clock() >= deadline:
+        if time.monotonic() >= deadline:
             raise TimeoutError(what)
         time.sleep(poll_s)
 
 
-def shutdown_cluster(tf_cluster: Any, timeout_s: float, setting: str = "finish_timeout") -> None:
+def shutdown_cluster(tf_cluster: Any, timeout_s: float) -> None:
     """TFCluster.shutdown(timeout=timeout_s) for a cluster without parameter servers or evaluators:
     waits for the nodes' tasks (TENSORFLOW mode), stops every node's queues with TFoS's shutdown task,
     raises NodeErrorReported if a node reported an error, and waits for every Spark job to end."""
@@ -69,8 +68,8 @@ def shutdown_cluster(tf_cluster: Any, timeout_s: float, setting: str = "finish_t
 
     sc = tf_cluster.sc
     deadline = time.monotonic() + timeout_s
-    too_late = (f"the TF nodes did not finish within {setting} ({timeout_s:.0f} s); "
-                f"raise {setting} in the job's config file (--config) if they need longer")
+    too_late = (f"the TF nodes did not finish within finish_timeout ({timeout_s:.0f} s); "
+                "raise finish_timeout in the job's config file (--config) if they need longer")
 
     def no_active_jobs() -> bool:
         return not sc.statusTracker().getActiveJobsIds()
