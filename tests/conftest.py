@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.class_data import DRIVER_ARCHIVE, EXECUTOR_ARCHIVE, archive_options
 from tfos_facecnn import sample_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,13 +51,20 @@ def make_dataset(root: Path, pairs: int = 6, nest: tuple[str, ...] = ()) -> Path
 # than they gave back: a tiny local-cluster[2,1,1024] run took 43 s instead of 57. The jobs' own settings
 # (conf/spark-defaults.conf) are not changed, and the benchmarks (bench/) run without this.
 FAST_START_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
-FAST_START_CONF = {"spark.driver.defaultJavaOptions": FAST_START_JVM,
-                   "spark.executor.defaultJavaOptions": FAST_START_JVM}
+# Tests only, too: each JVM maps the Spark classes it needs from a class-data archive (AppCDS) that the
+# session writes once (tests/class_data.py) instead of parsing and verifying thousands of classes from
+# jars at every start. Drivers and executors load different sets, so each has its own archive. A JVM
+# whose archive is missing or stale (another JDK or Spark) loads its classes as usual, silently.
+DRIVER_JVM = f"{FAST_START_JVM} {archive_options(DRIVER_ARCHIVE)}"
+EXECUTOR_JVM = f"{FAST_START_JVM} {archive_options(EXECUTOR_ARCHIVE)}"
+FAST_START_CONF = {"spark.driver.defaultJavaOptions": DRIVER_JVM,
+                   "spark.executor.defaultJavaOptions": EXECUTOR_JVM}
 
 
 def spark_env() -> dict[str, str]:
-    """Environment for spark-submit: every Spark, TFoS and TF socket on 127.0.0.1; FAST_START_JVM for
-    the standalone daemons, every spark-submit's driver and SparkSessions a test's own script opens."""
+    """Environment for spark-submit: every Spark, TFoS and TF socket on 127.0.0.1; the fast-start JVM
+    options for the standalone daemons, every spark-submit's driver and SparkSessions a test's own
+    script opens."""
     env = dict(os.environ)
     env.update(
         SPARK_LOCAL_IP="127.0.0.1",
@@ -66,11 +74,24 @@ def spark_env() -> dict[str, str]:
         TF_CPP_MIN_LOG_LEVEL="2",
         PYTHONUNBUFFERED="1",
     )
-    env.setdefault("SPARK_DAEMON_JAVA_OPTS", FAST_START_JVM)
-    env.setdefault("SPARK_SUBMIT_OPTS", FAST_START_JVM)  # the driver JVM of a spark-submit not from job_command
+    env.setdefault("SPARK_DAEMON_JAVA_OPTS", EXECUTOR_JVM)  # a master and workers: no SQL, like executors
+    env.setdefault("SPARK_SUBMIT_OPTS", DRIVER_JVM)  # the driver JVM of a spark-submit not from job_command
     env.setdefault("PYSPARK_SUBMIT_ARGS", " ".join(
         f"--conf {shlex.quote(f'{key}={value}')}" for key, value in FAST_START_CONF.items()) + " pyspark-shell")
     return env
+
+
+@pytest.fixture(scope="session", autouse=True)
+def class_data_archives(request) -> None:
+    """Writes the JVMs' class-data archives once, before the first test that starts Spark (the fast
+    tier's lone smoke run would not earn back the minute it takes)."""
+    from tests.class_data import write_archives
+
+    starts_spark = any(item.get_closest_marker(tier) and not item.get_closest_marker("smoke")
+                       for item in request.session.items
+                       for tier in ("spark", "cluster", "reliability", "bench", "multihost"))
+    if starts_spark:
+        write_archives(spark_env(), job_command, FAST_START_JVM)
 
 
 def free_ports(count: int) -> list[int]:
