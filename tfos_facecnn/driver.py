@@ -17,7 +17,7 @@ from .data.table import TableColumns, data_argument, open_table, table_reads, ta
 from .errors import Interrupted, Terminated, interruption_line
 from .events import EventServer
 from .export import HISTORY_FILE, METRICS_FILE, MODEL_FILE, is_complete, new_run_id, read_json, write_json
-from .logs import RunLogs, driver_console, run_log_name, to_terminal
+from .logs import RunLogs, driver_console, echo_to_terminal, run_log_name, to_terminal
 from .modes import mode_for
 from .modes.base import DriverPlan, NodePlan
 from .reachability import check_executor_hosts, missing_workers
@@ -98,7 +98,7 @@ def train(spark: Any, cfg: TrainConfig, data: Any = None) -> TrainResult:
         )
     cluster = Cluster(source.master, nodes, source.address(cfg.bind_address))
     # The run's logs (logs.py): a folder that cannot be written stops the job here, before Spark starts.
-    logs = RunLogs(cfg.model_dir, run_log_name(), echo=print if cfg.verbose else None)
+    logs = RunLogs(cfg.model_dir, run_log_name(), echo=echo_to_terminal if cfg.verbose else None)
     whereabouts = _Whereabouts(runs[0], states[runs[0].variant].epochs_done)
     job = _Job(cluster, logs, whereabouts)
     # The job's own process keeps its terminal for the job's lines; a caller's (a notebook's) is left alone.

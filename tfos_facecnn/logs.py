@@ -233,7 +233,8 @@ class RunLogs:
         """Where a role's log is (a path or URI), as a user should look for it."""
         return storage.join(self.target, f"{file_name(role)}.log")
 
-    def write(self, role: str, lines: Iterable[str]) -> None:
+    def write(self, role: str, lines: Iterable[str], echo: bool = True) -> None:
+        """Appends `lines` to the role's file; `echo=False` for lines the terminal has shown already."""
         cleaned = [self.redact(line) for line in lines]
         with self._lock:
             handle = self._files.get(role)
@@ -242,7 +243,7 @@ class RunLogs:
                                                   encoding="utf-8")
             handle.writelines(line + "\n" for line in cleaned)
             handle.flush()
-        if self._echo is not None:
+        if echo and self._echo is not None:
             for line in cleaned:
                 self._echo(f"[{role}] {line}")
 
@@ -264,6 +265,48 @@ def file_name(role: str) -> str:
 _terminal_err: io.TextIOBase | None = None  # the terminal's stderr while a driver console captures fd 2
 
 
+class JobLines(io.TextIOBase):
+    """The job's own lines: to the terminal as they are written, and each whole line into driver.log as
+    well, stamped, so that the log tells the whole run in order (a user reading it after the run sees
+    the epochs and the error beside the libraries' lines)."""
+
+    def __init__(self, terminal: io.TextIOBase, sink: Sink) -> None:
+        self.terminal, self._sink, self._partial = terminal, sink, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.terminal.write(text)
+        *lines, self._partial = (self._partial + text).split("\n")
+        if lines:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+            self._sink([stamped(line, stamp) for line in lines])
+        return len(text)
+
+    def flush(self) -> None:
+        self.terminal.flush()
+
+    def isatty(self) -> bool:
+        return self.terminal.isatty()
+
+    def fileno(self) -> int:
+        return self.terminal.fileno()
+
+    def close(self) -> None:
+        if self._partial:
+            self._sink([stamped(self._partial, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime()))])
+            self._partial = ""
+        super().close()  # flushes the terminal first
+        self.terminal.close()
+
+
+def echo_to_terminal(line: str) -> None:
+    """A log line shown live with --verbose: on the terminal only (its log file has it already)."""
+    stream = sys.stdout
+    print(line, file=getattr(stream, "terminal", stream), flush=True)
+
+
 def to_terminal(line: str) -> None:
     """A job's own line for stderr (a failed node, an interrupt): the terminal, also while driver_console
     sends everything else written to stderr into driver.log."""
@@ -272,17 +315,23 @@ def to_terminal(line: str) -> None:
 
 @contextmanager
 def driver_console(logs: RunLogs, verbose: bool) -> Iterator[None]:
-    """On the driver: print() (sys.stdout) and to_terminal() keep the terminal; Python logging, warnings,
-    whatever libraries write to sys.stderr and anything written to fds 1 and 2 below Python (TF's C++ logs)
-    go to driver.log, and to the terminal as well with --verbose."""
+    """On the driver: print() (sys.stdout) and to_terminal() keep the terminal, and driver.log gets those
+    lines too; Python logging, warnings, whatever libraries write to sys.stderr and anything written to
+    fds 1 and 2 below Python (TF's C++ logs) go to driver.log alone, and to the terminal as well with
+    --verbose."""
     global _terminal_err
-    terminal_out, terminal_err = os.fdopen(os.dup(1), "w", buffering=1), os.fdopen(os.dup(2), "w", buffering=1)
+
+    def to_driver_log(lines: list[str]) -> None:
+        logs.write("driver", lines, echo=False)  # --verbose: the capture has shown them as they came
+
+    def shown_to_driver_log(lines: list[str]) -> None:
+        logs.write("driver", lines, echo=False)
+
+    terminal_out = JobLines(os.fdopen(os.dup(1), "w", buffering=1), shown_to_driver_log)
+    terminal_err = JobLines(os.fdopen(os.dup(2), "w", buffering=1), shown_to_driver_log)
     saved_stdout = sys.stdout
     root = logging.getLogger()
     saved_handlers, saved_level = list(root.handlers), root.level
-
-    def to_driver_log(lines: list[str]) -> None:
-        logs.write("driver", lines)
 
     capture = LineCapture(to_driver_log, echo=verbose)
     capture.start()

@@ -48,6 +48,12 @@ def test_a_tiny_run_shows_the_job_on_the_console_and_everything_else_in_its_logs
     assert "MultiWorkerMirroredStrategy" in logs["node-chief-0.log"]  # the TF node's own logging
     assert "TFSparkNode.reserve" in logs["executor-driver.log"]  # the executor's node start task
     assert "fed " in logs["executor-driver.log"]  # the feeding tasks
+    # and the job's own lines too, in order among the rest: the log tells the whole run (from its logs: line
+    # to the last before done:, which the command prints once the run and its log have ended)
+    unstamped = [line.split(" ", 2)[2] for line in logs["driver.log"].splitlines()]
+    shown = [line for line in console[console.index(f"logs: {run}"):]
+             if not line.startswith("WARNING: Using incubator modules")]  # the JVM's, not the driver's
+    assert [line for line in unstamped if line in shown] == [line for line in shown if not line.startswith("done: ")]
     # one timestamp per line: the capture's (to the second) or, for Python logging's lines, the writer's (ms)
     stamped = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(,\d{3})? (?!\d{4}-\d\d-\d\d )")
     assert all(stamped.match(line) for text in logs.values() for line in text.splitlines() if line.strip())

@@ -46,3 +46,20 @@ def test_captured_output_carries_one_timestamp_per_line():
     assert len(logged) == 1 and re.fullmatch(rf"{SECOND},\d{{3}} tfos_facecnn.test_logs WARNING from python logging",
                                              logged[0]), received
     assert len(below) == 1 and re.fullmatch(rf"{SECOND} from below python", below[0]), received
+
+
+def test_the_jobs_own_lines_reach_the_terminal_as_written_and_the_log_whole_and_stamped(tmp_path):
+    from tfos_facecnn.logs import JobLines
+
+    logged: list[str] = []
+    terminal = open(tmp_path / "terminal", "w", buffering=1)  # a real file: flushing a closed one raises
+    lines = JobLines(terminal, logged.extend)
+    lines.write("epoch 1/2 loss=0.69")
+    lines.flush()
+    assert (tmp_path / "terminal").read_text() == "epoch 1/2 loss=0.69" and logged == []  # half a line waits
+    lines.write(" accuracy=0.5\nexported model to /x\ndone: ")
+    assert [line[20:] for line in logged] == ["epoch 1/2 loss=0.69 accuracy=0.5", "exported model to /x"]
+    assert all(re.match(rf"{SECOND} ", line) for line in logged), logged
+    lines.close()  # the last line, unterminated, still reaches the log; the terminal is closed with it
+    assert logged[-1][20:] == "done: " and lines.closed and terminal.closed
+    assert (tmp_path / "terminal").read_text() == "epoch 1/2 loss=0.69 accuracy=0.5\nexported model to /x\ndone: "
