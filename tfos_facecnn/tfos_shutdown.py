@@ -30,8 +30,9 @@ class NodeErrorReported(RuntimeError):
 
 
 def defer_tensorflow_import() -> None:
-    """Executor side, before TFoS's modules are imported: TFoS's `compat` (and TensorFlow with it) loads
-    when one of its functions is first called, not on import (importlib's LazyLoader)."""
+    """Before TFoS's modules are imported (on the driver, and in an executor's shutdown task): TFoS's
+    `compat` (and TensorFlow with it) loads when one of its functions is first called, not on import
+    (importlib's LazyLoader)."""
     if TFOS_COMPAT in sys.modules:
         return
     spec = importlib.util.find_spec(TFOS_COMPAT)
