@@ -15,7 +15,7 @@ EPOCH_LINE = re.compile(r"^epoch (\d+)/2 loss=\S+ accuracy=\S+ val_loss=\S+ val_
                         r"(?: .*)?$", re.M)  # one group: findall gives the epoch numbers
 
 
-def check_export(export: Path, epochs: int, workers: int) -> dict:
+def check_export(export: Path, epochs: int, workers: int, image_size: int = 48) -> dict:
     assert (export / "_SUCCESS").exists()
     history = json.loads((export / "history.json").read_text())
     assert [row["epoch"] for row in history] == list(range(1, epochs + 1))
@@ -30,13 +30,13 @@ def check_export(export: Path, epochs: int, workers: int) -> dict:
     lowest = min(history, key=lambda row: (row["val_loss"], row["epoch"]))
     assert metrics["chosen_epoch"]["epoch"] == lowest["epoch"] and metrics["chosen_epoch"]["rule"] == "lowest val_loss"
     config = json.loads((export / "config.json").read_text())
-    assert config["image_size"] == 48 and config["epochs"] == epochs
+    assert config["image_size"] == image_size and config["epochs"] == epochs
 
     from tfos_facecnn.data.images import decode_image
     from tfos_facecnn.kerasenv import legacy_keras
 
     model = legacy_keras().models.load_model(export / "model.keras")
-    pixels = decode_image((SAMPLE / "faces" / "3.jpg").read_bytes(), 48)[None].astype(np.float32)
+    pixels = decode_image((SAMPLE / "faces" / "3.jpg").read_bytes(), image_size)[None].astype(np.float32)
     probability = float(model.predict(pixels, verbose=0)[0, 0])
     assert 0.0 <= probability <= 1.0
     return metrics

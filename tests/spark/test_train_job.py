@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import re
-import subprocess
-import time
 from pathlib import Path
 
-import psutil
 import pytest
 
-from tests.conftest import REPO, SAMPLE, run_train_job, spark_env, train_command
-from tests.spark.checks import EPOCH_LINE, SMALL_RUN, check_every_image_fed, check_export
+from tests.conftest import SAMPLE, run_train_job
+from tests.spark.checks import EPOCH_LINE, SMALL_RUN, check_export
 
 pytestmark = pytest.mark.spark
 SMALL = ["--input-mode", "spark", *SMALL_RUN]
@@ -37,63 +32,6 @@ def test_local_star_trains_exports_and_skips_bad_files(sample_copy: Path, tmp_pa
     assert metrics["skipped"] == 2
     total = sum(c["total"] for c in data["counts"].values())
     assert total == 70  # the 70 good sample images, the two bad ones left out
-
-
-def loopback(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%")[0])
-    mapped = getattr(ip, "ipv4_mapped", None)  # the JVM's '::ffff:127.0.0.1'
-    return (mapped or ip).is_loopback
-
-
-def job_sockets(root: psutil.Process) -> list:
-    found = []
-    for process in [root, *root.children(recursive=True)]:
-        try:
-            found += [(process.pid, c) for c in process.net_connections(kind="inet")]
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
-
-
-@pytest.mark.timeout(600)
-def test_local_cluster_two_nodes_stay_on_loopback_without_spark_local_ip(tmp_path: Path):
-    """A plain spark-submit, without SPARK_LOCAL_IP: the job keeps every socket on loopback itself."""
-    export = tmp_path / "export"
-    env = {k: v for k, v in spark_env().items() if k != "SPARK_LOCAL_IP"}
-    command = train_command("local-cluster[2,1,1024]", *SMALL, "--model-dir", str(tmp_path / "model"),
-                            "--export-dir", str(export))
-    log = tmp_path / "driver.log"
-    with open(log, "w") as out:
-        job = subprocess.Popen(command, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True)
-        root = psutil.Process(job.pid)
-        listening, remote = set(), set()
-        deadline = time.monotonic() + 540
-        while job.poll() is None and time.monotonic() < deadline:
-            for _pid, conn in job_sockets(root):
-                if conn.status == psutil.CONN_LISTEN:
-                    listening.add((conn.laddr.ip, conn.laddr.port))
-                elif conn.raddr:
-                    remote.add(conn.raddr.ip)
-            time.sleep(0.5)  # sampling interval of the socket census, not a wait for the job
-        if job.poll() is None:
-            job.kill()
-            pytest.fail("the job did not finish within 540 s")
-    output = log.read_text()
-    assert job.returncode == 0, output[-4000:]
-    assert "SPARK_LOCAL_IP is not set: starting the driver again with SPARK_LOCAL_IP=127.0.0.1" in output
-    assert [int(n) for n in EPOCH_LINE.findall(output)] == [1, 2]
-    tf_servers = re.findall(r"TF node (chief:0|worker:0) started on .* TF server ([\d.]+):(\d+)\)", output)
-    assert sorted(node for node, _, _ in tf_servers) == ["chief:0", "worker:0"]
-    assert all(loopback(host) for _, host, _ in tf_servers)
-    tf_ports = {int(port) for _, _, port in tf_servers}
-    # TF's gRPC server listens on all interfaces whatever its address says (README, Security): every
-    # other listening socket of the job (Spark, TFoS, our event channel) must be loopback only.
-    exposed = {(ip, port) for ip, port in listening if not loopback(ip) and port not in tf_ports}
-    assert not exposed, f"sockets listening beyond loopback: {exposed}"
-    assert listening, "the socket census saw nothing: it is not measuring"
-    assert all(loopback(ip) for ip in remote), remote
-    check_export(export, epochs=2, workers=2)
-    check_every_image_fed(tmp_path / "model", export, epochs=2, batch=8)
 
 
 BAD_INPUTS = [
