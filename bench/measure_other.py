@@ -37,10 +37,11 @@ def measure_d(suite: Suite) -> dict[str, Any]:
     s = suite.settings
     if not suite.raw_x_dir.exists():
         suite.data["raw_x_images"] = replicate(suite.raw_dir, suite.raw_x_dir, s.memory_factor)
-    runs = {}
-    for label, data in (("N", suite.raw_dir), (f"{s.memory_factor}N", suite.raw_x_dir)):
-        runs[label] = run_worker(suite, f"d-prepare-{label}", "worker_spark.py", "--data", str(data), "--out",
-                                 str(suite.work / f"d-prepared-{label}"), "--image-size", str(s.image_size))
+    sets = {"N": suite.raw_dir, f"{s.memory_factor}N": suite.raw_x_dir}
+    pairs = [arg for label, data in sets.items()
+             for arg in ("--data", str(data), "--out", str(suite.work / f"d-prepared-{label}"))]
+    timed = run_worker(suite, "d-prepare", "worker_spark.py", *pairs, "--image-size", str(s.image_size))["runs"]
+    runs = dict(zip(sets, timed, strict=True))
     small, large = runs["N"], runs[f"{s.memory_factor}N"]
     t_small, t_large = median(small["seconds"]), median(large["seconds"])
     extra_images, extra_seconds = large["images"] - small["images"], t_large - t_small

@@ -44,8 +44,10 @@ class Settings:
 
     @classmethod
     def quick_settings(cls, **overrides: Any) -> Settings:
+        # memory_epochs = epochs: g's N run is c's (measure_g); 768 paths are 3 predict tasks, one more
+        # than local[*]'s 2 slots, the least that leaves h a steady state
         base = cls(images=16, raw_size=256, image_size=48, batch_size=8, epochs=3, scaling_epochs=3,
-                   memory_epochs=2, run_timeout_s=300, matmul_size=1024, quick=True)
+                   memory_epochs=3, predict_paths=768, run_timeout_s=300, matmul_size=1024, quick=True)
         for key, value in overrides.items():
             setattr(base, key, value)
         return base

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, spark_env
 
 pytestmark = pytest.mark.spark
 
@@ -20,7 +20,7 @@ def test_quick_stress_runs_all_succeed(tmp_path: Path):
     out = tmp_path / "stress.json"
     result = subprocess.run([sys.executable, str(REPO / "bench" / "stress.py"), "--quick", "--out", str(out),
                              "--work-dir", str(tmp_path / "work")], cwd=REPO, capture_output=True, text=True,
-                            timeout=1150)
+                            timeout=1150, env=spark_env())  # the tests' fast-start JVMs for the drivers
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["failures"] == 0 and report["runs_per_mode"] == 1 and report["starved_runs"] == 1
