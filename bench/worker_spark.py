@@ -76,5 +76,6 @@ def time_prepare(sc, data: str, out: str, image_size: int, timed_runs: int, warm
             "images_per_s": images / best, "images_per_s_per_core": images / best / cores,
             "skipped": len(manifest["skipped"])}
 
+
 if __name__ == "__main__":
     sys.exit(main())

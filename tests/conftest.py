@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.class_data import DRIVER_ARCHIVE, EXECUTOR_ARCHIVE, archive_options
+from tests.class_data import DRIVER_ARCHIVE, EXECUTOR_ARCHIVE, archive_options, write_archives
 from tfos_facecnn import sample_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,7 +49,8 @@ def make_dataset(root: Path, pairs: int = 6, nest: tuple[str, ...] = ()) -> Path
 # Tests only: Spark's JVMs compile with C1 alone and collect garbage on one thread. In a test's short
 # jobs they do little but start and pass bytes along, and C2's compiler threads took more of the 2 cores
 # than they gave back: a tiny local-cluster[2,1,1024] run took 43 s instead of 57. The jobs' own settings
-# (conf/spark-defaults.conf) are not changed, and the benchmarks (bench/) run without this.
+# (conf/spark-defaults.conf) are not changed, and bench/ run by hand keeps the JVM's defaults (the bench
+# tests' quick runs, whose figures prove nothing, start their drivers with this).
 FAST_START_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 # Tests only, too: each JVM maps the Spark classes it needs from a class-data archive (AppCDS) that the
 # session writes once (tests/class_data.py) instead of parsing and verifying thousands of classes from
@@ -85,8 +86,6 @@ def spark_env() -> dict[str, str]:
 def class_data_archives(request) -> None:
     """Writes the JVMs' class-data archives once, before the first test that starts Spark (the fast
     tier's lone smoke run would not earn back the minute it takes)."""
-    from tests.class_data import write_archives
-
     starts_spark = any(item.get_closest_marker(tier) and not item.get_closest_marker("smoke")
                        for item in request.session.items
                        for tier in ("spark", "cluster", "reliability", "bench", "multihost"))

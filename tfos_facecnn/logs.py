@@ -54,6 +54,11 @@ WRITER_STAMPED = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}")
 Sink = Callable[[list[str]], None]
 
 
+def capture_stamp() -> str:
+    """The stamp the capture gives a line it reads: the local time, to the second."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+
+
 def stamped(line: str, stamp: str) -> str:
     """The line as a log file holds it: with one timestamp at its start."""
     return line if WRITER_STAMPED.match(line) else f"{stamp} {line}"
@@ -98,7 +103,7 @@ class LineCapture:
             if ready and not chunk:  # every writer has closed: nothing more can come
                 break
             *lines, partial = (partial + chunk).split(b"\n")
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+            stamp = capture_stamp()
             for raw in lines:
                 line = raw.decode("utf-8", "replace").rstrip("\r")[:MAX_LINE_CHARS]
                 self.tail.append(line)
@@ -112,7 +117,7 @@ class LineCapture:
             if self._stopping.is_set() and not ready:
                 break
         if partial:
-            pending.append(stamped(partial.decode("utf-8", "replace"), time.strftime("%Y-%m-%d %H:%M:%S")))
+            pending.append(stamped(partial.decode("utf-8", "replace"), capture_stamp()))
         self._deliver(pending)
         os.close(self._reader)
 
@@ -280,7 +285,7 @@ class JobLines(io.TextIOBase):
         self.terminal.write(text)
         *lines, self._partial = (self._partial + text).split("\n")
         if lines:
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+            stamp = capture_stamp()
             self._sink([stamped(line, stamp) for line in lines])
         return len(text)
 
@@ -295,7 +300,7 @@ class JobLines(io.TextIOBase):
 
     def close(self) -> None:
         if self._partial:
-            self._sink([stamped(self._partial, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime()))])
+            self._sink([stamped(self._partial, capture_stamp())])
             self._partial = ""
         super().close()  # flushes the terminal first
         self.terminal.close()
@@ -322,13 +327,12 @@ def driver_console(logs: RunLogs, verbose: bool) -> Iterator[None]:
     global _terminal_err
 
     def to_driver_log(lines: list[str]) -> None:
-        logs.write("driver", lines, echo=False)  # --verbose: the capture has shown them as they came
-
-    def shown_to_driver_log(lines: list[str]) -> None:
+        # Never echoed: the job's lines are on the terminal already, and with --verbose the capture
+        # shows the rest as it reads it.
         logs.write("driver", lines, echo=False)
 
-    terminal_out = JobLines(os.fdopen(os.dup(1), "w", buffering=1), shown_to_driver_log)
-    terminal_err = JobLines(os.fdopen(os.dup(2), "w", buffering=1), shown_to_driver_log)
+    terminal_out = JobLines(os.fdopen(os.dup(1), "w", buffering=1), to_driver_log)
+    terminal_err = JobLines(os.fdopen(os.dup(2), "w", buffering=1), to_driver_log)
     saved_stdout = sys.stdout
     root = logging.getLogger()
     saved_handlers, saved_level = list(root.handlers), root.level
