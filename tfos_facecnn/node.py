@@ -79,8 +79,9 @@ def _run_node(plan: NodePlan, ctx, node: str) -> None:
 def _configure_tf(threads: int):
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TF's C++ INFO lines: not even in the node's log
-    import tensorflow as tf
+    from .kerasenv import tensorflow
 
+    tf = tensorflow()
     if threads > 0:
         # One TF node per executor: TF's pools match the executor's cores instead of the machine's.
         tf.config.threading.set_intra_op_parallelism_threads(threads)

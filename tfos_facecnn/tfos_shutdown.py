@@ -50,7 +50,9 @@ def import_tensorflow() -> None:
     worker whose earlier shutdown task deferred it. A fork while this worker's output thread (logs.py)
     imports a module of its own leaves that module's import lock held in the node: tried, one run in a
     few hung before the node's first line when the node imported TensorFlow itself."""
-    import tensorflow  # noqa: F401
+    from .kerasenv import tensorflow
+
+    tensorflow()
 
 
 def wait_until(condition: Callable[[], bool], deadline: float, what: str, poll_s: float = POLL_S) -> None:

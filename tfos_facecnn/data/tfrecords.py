@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from ..kerasenv import tensorflow
+
 RECORD_FORMATS = ("jpeg", "raw")
 JPEG_QUALITY = 95  # visually lossless at the training size: mean pixel error ~1.3/255 at 350 px
 SHUFFLE_BUFFER = 512  # records; JPEG-encoded, so a few tens of MB per node
@@ -37,7 +39,7 @@ def serialize_example(pixels: np.ndarray, label: int, source: str, record_format
 
 def serialize_encoded(encoded: bytes, label: int, source: str) -> bytes:
     """A record of an image already encoded by encode_pixels (the decode stage of a table keeps them so)."""
-    import tensorflow as tf
+    tf = tensorflow()
 
     feature = {
         "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
@@ -52,7 +54,7 @@ def serialize_encoded(encoded: bytes, label: int, source: str) -> bytes:
 
 def parse_function(image_size: int, record_format: str):
     """serialized Example -> (uint8 image (size, size, 3), float32 label)."""
-    import tensorflow as tf
+    tf = tensorflow()
 
     spec = {
         "image": tf.io.FixedLenFeature([], tf.string),
@@ -73,7 +75,7 @@ def parse_function(image_size: int, record_format: str):
 
 def read_examples(path: str, image_size: int, record_format: str) -> list[tuple[np.ndarray, int, str]]:
     """Every record of one shard as (pixels, label, source): evaluation and tests."""
-    import tensorflow as tf
+    tf = tensorflow()
 
     parse = parse_function(image_size, record_format)
     source_spec = {"source": tf.io.FixedLenFeature([], tf.string, default_value="")}
@@ -88,7 +90,7 @@ def read_examples(path: str, image_size: int, record_format: str) -> list[tuple[
 def write_shard(path: str, serialized: Sequence[bytes]) -> None:
     """Writes a local file, then renames or uploads it (storage.writing): a shard is whole or absent.
     TFRecordWriter goes through tf.io.gfile, which has no s3:// or hdfs:// on TF 2.21."""
-    import tensorflow as tf
+    tf = tensorflow()
 
     from .. import storage
 
