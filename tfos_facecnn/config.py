@@ -107,7 +107,8 @@ class TrainConfig:
     # Export the weights of the epoch with the lowest validation loss (false: the last epoch's).
     keep_best_epoch: bool = True
     patience: int = 0  # stop after this many epochs without a lower validation loss; 0: run every epoch
-    report: bool = True  # after training: figures + report.md in EXPORT_DIR/report (the driver loads 9 images)
+    # after training: figures + report.md in EXPORT_DIR/report, written by the chief TF node (it loads 9 images)
+    report: bool = True
     # also show every process's log lines (TFoS, TF, Spark's Python workers) live, not only in MODEL_DIR/logs
     verbose: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)

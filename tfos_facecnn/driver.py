@@ -314,9 +314,13 @@ def _exported(cfg: TrainConfig, records: dict[str, Any], plan: DriverPlan, nodes
     which = f" (weights of epoch {chosen['epoch']}: {chosen['rule']})" if chosen else ""
     print(f"exported model to {storage.join(cfg.export_dir, MODEL_FILE)}{which}", flush=True)
     if cfg.report:
-        from .evaluation import training_report
+        # The chief writes it (node._report); a re-export on the driver has no chief, so it is written here.
+        report = next((r["report"] for r in records.values() if r.get("report")), None)
+        if report is None:
+            from .evaluation import training_report
 
-        print(f"report: {training_report(cfg.export_dir, cfg, plan.summary)}", flush=True)
+            report = training_report(cfg.export_dir, cfg, plan.summary)
+        print(f"report: {report}", flush=True)
     run_id = log_run(cfg, result, nodes)
     if run_id is not None:
         print(f"tracked: {tracked_location(cfg, run_id)}", flush=True)

@@ -249,9 +249,9 @@ def evaluate(spark: Any, ecfg: EvaluateConfig) -> dict[str, Any]:
     return {"output_dir": output_dir, "metrics": metrics}
 
 
-def training_report(export_dir: str, cfg: TrainConfig, summary: dict[str, Any]) -> str:
+def training_report(export_dir: str, cfg: TrainConfig, summary: dict[str, Any], model: Any = None) -> str:
     """The training job's report from the chief's test predictions (no second inference pass); returns
-    the path of its report.md."""
+    the path of its report.md. `model`: the exported model, when the caller holds it (else loaded)."""
     from .data.prepared import load_prepared
     from .inference import load_model
 
@@ -262,7 +262,8 @@ def training_report(export_dir: str, cfg: TrainConfig, summary: dict[str, Any]) 
     manifest = load_prepared(prepared_dir, cfg.image_size) if prepared_dir else None
     grid = _grid_images(scored, prepared_dir or cfg.data_dir or "", manifest, "test", cfg)
     out_dir = storage.join(export_dir, REPORT_DIR)
-    write_evaluation(out_dir, load_model(storage.join(export_dir, MODEL_FILE)), cfg, scored, grid,
+    model = model if model is not None else load_model(storage.join(export_dir, MODEL_FILE))
+    write_evaluation(out_dir, model, cfg, scored, grid,
                      _history(export_dir), f"Training run {export_dir}: test split",
                      {"split": "test", **_chosen_epoch(export_dir)})
     return storage.join(out_dir, "report.md")

@@ -209,9 +209,12 @@ def _fit_and_export(plan: NodePlan, ctx, reporter: EventClient, status: dict[str
             "stopped_early": stopped_early,
         }
         if setup.is_chief:
-            test_metrics = _export(setup, model, progress.rows, inputs, record["chosen_epoch"], stopped_early)
+            exported, test_metrics = _export(setup, model, progress.rows, inputs, record["chosen_epoch"],
+                                             stopped_early)
             record["export_dir"] = cfg.export_dir
             record["test_accuracy"] = test_metrics["accuracy"]
+            if cfg.report:
+                record["report"] = _report(setup, exported)
         return record
     finally:
         inputs.close()
@@ -238,9 +241,10 @@ def _save_final(setup: NodeSetup, model) -> None:
 
 
 def _export(setup: NodeSetup, model, rows: list[dict[str, Any]], inputs, epoch: int, stopped_early: bool
-            ) -> dict[str, Any]:
-    """The chief's export: the inference model and its reports, staged and published with _SUCCESS last.
-    A failed export leaves its staging folder for the next run to remove (resume.stale_outputs)."""
+            ) -> tuple[Any, dict[str, Any]]:
+    """The chief's export: the inference model and its reports, staged and published with _SUCCESS last;
+    returns the inference model and its test metrics. A failed export leaves its staging folder for the
+    next run to remove (resume.stale_outputs)."""
     from .export import chosen_epoch, staged_output, write_export
     from .model import inference_copy
     from .storage.mirror import LocalMirror
@@ -259,7 +263,17 @@ def _export(setup: NodeSetup, model, rows: list[dict[str, Any]], inputs, epoch: 
         finally:
             folder.cleanup()
         inject_fault(setup.node, "export")  # tests: a crash once the export is uploaded, before it is published
-    return test_metrics
+    return exported, test_metrics
+
+
+def _report(setup: NodeSetup, exported) -> str:
+    """The training report (EXPORT_DIR/report), written here rather than on the driver: this process
+    holds TensorFlow and the exported model already, so the driver never imports TF (4-5 s of its CPU
+    and ~500 MB of its memory per run, then a load of the model). Returns the path of its report.md."""
+    from .evaluation import training_report
+
+    plan = setup.plan
+    return training_report(plan.config.export_dir, plan.config, plan.data_summary, model=exported)
 
 
 def _worker_index(ctx) -> int:

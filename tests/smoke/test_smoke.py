@@ -3,6 +3,7 @@ job and nothing else, and whose every process's output lands in MODEL_DIR/logs/R
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -57,6 +58,10 @@ def test_a_tiny_run_shows_the_job_on_the_console_and_everything_else_in_its_logs
     # one timestamp per line: the capture's (to the second) or, for Python logging's lines, the writer's (ms)
     stamped = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(,\d{3})? (?!\d{4}-\d\d-\d\d )")
     assert all(stamped.match(line) for text in logs.values() for line in text.splitlines() if line.strip())
+    # the report: written by the chief TF node, which holds TF and the model (the driver does not import TF)
+    report = next(line for line in console if line.startswith("report: ")).split(" ", 1)[1]
+    assert json.loads((model / "nodes.json").read_text())["chief:0"]["report"] == report
+    assert "Feature maps after each convolution" in Path(report).read_text()
     check_mlflow_run(mlruns, next(line for line in console if line.startswith("tracked: ")))
 
 
