@@ -106,8 +106,8 @@ def preload_tfos() -> threading.Thread:
     """Starts importing TFoS in the background: the driver needs it only after the SparkSession and the
     data checks, which mostly wait on the JVM. TFoS's modules import TensorFlow (its `compat`) for the
     functions its executors run, never for the driver's: the driver defers that import, which saved it
-    5-6 s of CPU on a tiny job and took its peak RSS from 640 MB to 142 (a report's model probe still
-    imports TensorFlow when it runs)."""
+    5-6 s of CPU on a tiny job and took its peak RSS from 640 MB to 142 (the chief TF node writes the
+    report, so only a re-export after a chief's crash imports TensorFlow on the driver)."""
     defer_tensorflow_import()
     thread = threading.Thread(target=importlib.import_module, args=("tensorflowonspark.TFCluster",),
                               name="tfos-facecnn-preload", daemon=True)

@@ -77,7 +77,6 @@ def _run_node(plan: NodePlan, ctx, node: str) -> None:
 
 
 def _configure_tf(threads: int):
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TF's C++ INFO lines: not even in the node's log
     from .kerasenv import tensorflow
 
