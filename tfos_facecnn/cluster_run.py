@@ -16,6 +16,7 @@ from typing import Any
 
 from .blame import HEARTBEATS_STOPPED, explain, resume_hint
 from .config import TrainConfig
+from .errors import interrupt_behind
 from .events import EventServer
 from .logs import RunLogs, to_terminal
 from .modes.base import NodePlan
@@ -150,6 +151,9 @@ def run_cluster(sc, plan: NodePlan, cluster: Cluster, feed, events: EventServer,
             shutdown_cluster(tf_cluster, cfg.finish_timeout)  # TFoS's own sleeps 5-10 s (tfos_shutdown.py)
             finished = events.wait_for(lambda s: len(s.done) >= nodes, cfg.finish_timeout)
     except (Exception, SystemExit) as e:  # TFoS calls sys.exit(1) when a node fails
+        interrupt = interrupt_behind(e)
+        if interrupt is not None:  # Ctrl-C or SIGTERM, and a Spark call failing as it unwound: not a node's failure
+            raise interrupt from None
         raise node_failure(events, e, sc, cfg, nodes, logs, TFCluster.tf_status.get("error")) from e
     if not finished:
         raise node_failure(events, None, sc, cfg, nodes, logs, TFCluster.tf_status.get("error"))

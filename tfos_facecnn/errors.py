@@ -32,6 +32,19 @@ class Terminated(Interrupted):
     and no handler on the way treats it as a failure to explain."""
 
 
+def interrupt_behind(error: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM an exception was raised while unwinding from, if any: a py4j call cut short by
+    the signal can fail again in the clean-up on its way out (a job's call site reset over a connection
+    py4j has just shut), and that second error must not be reported as the job's failure."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def interruption_line(error: KeyboardInterrupt, default: str = "interrupted") -> str:
     message = str(error) or default
     return f"error: stopped by SIGTERM: {message}" if isinstance(error, Terminated) else f"error: {message}"
@@ -52,5 +65,10 @@ def run_command(work: Callable[[], int | None], interrupted: str = "interrupted"
             print(interruption_line(e, interrupted), file=sys.stderr)
         return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
     except (RuntimeError, OSError, ValueError) as e:
+        interrupt = interrupt_behind(e)
+        if interrupt is not None:  # raised while an interrupt unwound: the interrupt is what happened
+            if not getattr(interrupt, "reported", False):
+                print(interruption_line(interrupt, interrupted), file=sys.stderr)
+            return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT if _bad_input(e) else EXIT_FAILED
