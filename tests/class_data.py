@@ -10,6 +10,7 @@ or from another build) loads its classes the usual way, and -Xlog:cds=off keeps 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -55,10 +56,18 @@ def archive_options(archive: Path) -> str:
 def write_archives(env: dict[str, str], job_command: Callable[..., list[str]], jvm_options: str) -> None:
     """Runs ARCHIVING_ARGS once with both JVMs writing their archive at exit (under temporary names,
     renamed when complete, so no JVM maps half a file). A failed run leaves no archive and warns: the
-    tests then run as they would without archives."""
+    tests then run as they would without archives. Parallel test processes (pytest -n) take a lock: one
+    writes, the others wait for it and find the archives written."""
     if DRIVER_ARCHIVE.exists() and EXECUTOR_ARCHIVE.exists():
         return
     ARCHIVE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(ARCHIVE_DIR / "write.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        if not (DRIVER_ARCHIVE.exists() and EXECUTOR_ARCHIVE.exists()):
+            _write_archives(env, job_command, jvm_options)
+
+
+def _write_archives(env: dict[str, str], job_command: Callable[..., list[str]], jvm_options: str) -> None:
     work = ARCHIVE_DIR / f"run-{os.getpid()}"
     partial = {final: final.with_name(f"{final.name}.{os.getpid()}.partial")
                for final in (DRIVER_ARCHIVE, EXECUTOR_ARCHIVE)}

@@ -27,6 +27,24 @@ def pytest_collection_modifyitems(items: list) -> None:
         folder = Path(str(item.fspath)).parent.name
         if folder in TIER_OF_FOLDER:
             item.add_marker(TIER_OF_FOLDER[folder])
+    for item in items:  # after the tier marks: the groups read them
+        group = parallel_group(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def parallel_group(item) -> str | None:
+    """Under `pytest -n N --dist loadgroup` (make test), the tests that must share one process: those of
+    a module whose fixture lives for the module (a trained model, a standalone cluster: set up once, not
+    once per process), and every multi-host test (one network of namespaces, fixed names and subnet,
+    exists at a time on a machine)."""
+    if item.get_closest_marker("multihost"):
+        return "multihost"
+    definitions = getattr(item, "_fixtureinfo", None)
+    if definitions and any(defs[-1].scope in ("module", "class", "package")
+                           for defs in definitions.name2fixturedefs.values()):
+        return item.module.__name__
+    return None
 
 
 def write_image(path: Path, size: int = 32, mode: str = "RGB", fmt: str = "JPEG", seed: int = 0) -> Path:
