@@ -57,12 +57,15 @@ def write_archives(env: dict[str, str], job_command: Callable[..., list[str]], j
     """Runs ARCHIVING_ARGS once with both JVMs writing their archive at exit (under temporary names,
     renamed when complete, so no JVM maps half a file). A failed run leaves no archive and warns: the
     tests then run as they would without archives. Parallel test processes (pytest -n) take a lock: one
-    writes, the others wait for it and find the archives written."""
+    writes; the others do not wait for it (their JVMs load classes from the jars until the archives exist)."""
     if DRIVER_ARCHIVE.exists() and EXECUTOR_ARCHIVE.exists():
         return
     ARCHIVE_DIR.mkdir(parents=True, exist_ok=True)
     with open(ARCHIVE_DIR / "write.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        try:  # released when the file closes, also if this process dies
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # another test process is writing them
         if not (DRIVER_ARCHIVE.exists() and EXECUTOR_ARCHIVE.exists()):
             _write_archives(env, job_command, jvm_options)
 
