@@ -61,14 +61,17 @@ def run_command(work: Callable[[], int | None], interrupted: str = "interrupted"
     try:
         return work() or 0
     except KeyboardInterrupt as e:  # the job may say where it stopped and where the same command resumes
-        if not getattr(e, "reported", False):
-            print(interruption_line(e, interrupted), file=sys.stderr)
-        return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
+        return _exit_interrupted(e, interrupted)
     except (RuntimeError, OSError, ValueError) as e:
         interrupt = interrupt_behind(e)
         if interrupt is not None:  # raised while an interrupt unwound: the interrupt is what happened
-            if not getattr(interrupt, "reported", False):
-                print(interruption_line(interrupt, interrupted), file=sys.stderr)
-            return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
+            return _exit_interrupted(interrupt, interrupted)
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT if _bad_input(e) else EXIT_FAILED
+
+
+def _exit_interrupted(error: KeyboardInterrupt, interrupted: str) -> int:
+    """The interrupt's line, unless the job already printed it, and its exit code."""
+    if not getattr(error, "reported", False):
+        print(interruption_line(error, interrupted), file=sys.stderr)
+    return EXIT_TERMINATED if isinstance(error, Terminated) else EXIT_INTERRUPTED
