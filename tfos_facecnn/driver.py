@@ -287,6 +287,7 @@ def _train(sc, cfg: TrainConfig, state: RunState, plan: DriverPlan, job: _Job) -
         events=events.endpoint,
         inputs=plan.inputs,
         echo_output=cluster.master.kind != "local",  # local[*]'s executor stderr is this terminal
+        saving=state.saving,
     )
     print(f"starting {cluster.nodes} TF node(s) on {cluster.master.url} in {cfg.input_mode.upper()} mode: "
           f"{plan.steps_per_epoch} steps/epoch x {cfg.epochs} epochs, global batch {cfg.batch_size}, "

@@ -16,6 +16,7 @@ import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .backup_epochs import resumed_history, saved_epochs
 from .events import EventClient
 from .logs import captured, spark_executor_id
 from .node_callbacks import Heartbeat, epoch_progress, inject_fault, mirror_pusher
@@ -145,22 +146,29 @@ def _fit_and_export(plan: NodePlan, ctx, reporter: EventClient, status: dict[str
                       ctx.num_workers)
     logger.info("node %s of %d workers, per-replica batch %d", setup.node, setup.workers, setup.per_replica_batch)
 
+    # Keras resumes from what the backup holds: one epoch more than progress.json records if the last
+    # attempt stopped between saving an epoch's state and recording it (backup_epochs.py).
+    history = resumed_history(plan.history, plan.saving, saved_epochs(mirrors.backup.local), mirrors.backup.target)
     # TENSORFLOW mode starts fetching shards from storage now, while the model is built
     inputs = plan.mode.node_inputs(setup)
     try:
         from .model import build_from_config
 
         if setup.is_chief:
+            if len(history) > len(plan.history):
+                reporter.send("phase", text=f"the last run saved epoch {len(history)} as it stopped, before "
+                              f"recording it: resuming at epoch {len(history) + 1} of {cfg.epochs}")
             reporter.send("phase", text=f"TF nodes ready: building the model and tracing its first step "
                           f"({setup.workers} node(s), per-node batch {setup.per_replica_batch})")
         with strategy.scope():
             model = build_from_config(cfg, training=True)
-        progress = epoch_progress(reporter, setup, status)
-        keeper = best_epoch_keeper(cfg.keep_best_epoch, cfg.patience, list(plan.history), mirrors.best,
-                                   setup.is_chief)
+        progress = epoch_progress(reporter, setup, status, history)
+        keeper = best_epoch_keeper(cfg.keep_best_epoch, cfg.patience, history, mirrors.best, setup.is_chief)
         # TensorBoard logs: the chief's go to MODEL_DIR/tensorboard; the others' to a temporary dir, since
         # every worker must run the same callbacks under MultiWorkerMirroredStrategy.
         callbacks = [
+            # The chief writes the epoch's row into progress.json as `saving` before its state is saved.
+            progress.stager(),
             # Saves the training state every epoch (all workers; built for MultiWorkerMirroredStrategy) and
             # restores it when the same command runs again after a crash. Listed first: the chief uploads
             # it next, and `progress` records an epoch as done only after its state is saved.
@@ -172,7 +180,7 @@ def _fit_and_export(plan: NodePlan, ctx, reporter: EventClient, status: dict[str
             tf.keras.callbacks.TensorBoard(mirrors.board.local, update_freq="epoch", profile_batch=0),
             mirror_pusher(mirrors.board if setup.is_chief else None),
         ]
-        history = model.fit(
+        fitted = model.fit(
             inputs.train,
             epochs=cfg.epochs,
             steps_per_epoch=plan.steps_per_epoch,
@@ -182,7 +190,7 @@ def _fit_and_export(plan: NodePlan, ctx, reporter: EventClient, status: dict[str
             verbose=0,
         )
         inputs.finish()
-        expected, ran = cfg.epochs - len(plan.history), len(history.history.get("loss", []))
+        expected, ran = cfg.epochs - len(history), len(fitted.history.get("loss", []))
         stopped_early = keeper.stopped_epoch > 0
         if stopped_early and setup.is_chief:
             progress.mark_stopped_early()
@@ -204,7 +212,7 @@ def _fit_and_export(plan: NodePlan, ctx, reporter: EventClient, status: dict[str
             "steps_per_epoch": plan.steps_per_epoch,
             "per_replica_batch": setup.per_replica_batch,
             "epochs_run": ran,
-            "chosen_epoch": keeper.chosen_epoch(len(plan.history) + ran),
+            "chosen_epoch": keeper.chosen_epoch(len(history) + ran),
             "stopped_early": stopped_early,
         }
         if setup.is_chief:

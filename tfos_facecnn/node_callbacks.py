@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .events import EventClient
@@ -15,7 +16,8 @@ if TYPE_CHECKING:
     from .modes.base import NodeSetup
 
 logger = logging.getLogger("tfos_facecnn.node")
-# tests only: "NODE@epoch=K" or "NODE@export" raises there, "NODE@save:kill" kills the process; "NODE@starve"
+# tests only: "NODE@epoch=K", "NODE@record=K" (epoch K saved, not recorded) or "NODE@export" raises there,
+# "NODE@save:kill" kills the process; "NODE@starve"
 FAULT_ENV = "TFOS_FACECNN_FAULT"
 MAX_HEARTBEAT_S = 5.0  # a lost node's silence shows within a few of these (blame.py), whatever node_timeout is
 
@@ -72,10 +74,13 @@ def starving(node: str) -> bool:
     return os.environ.get(FAULT_ENV, "") == f"{node}@starve"
 
 
-def epoch_progress(reporter: EventClient, setup: NodeSetup, status: dict[str, Any]):
+def epoch_progress(reporter: EventClient, setup: NodeSetup, status: dict[str, Any],
+                   history: Sequence[dict[str, Any]]):
     """A Keras callback: times each epoch's training steps; the chief sends the epoch's metrics to the
-    driver and records the epochs done (after BackupAndRestore has saved them) for a resumed run.
-    Built on call so that importing this module never imports TF."""
+    driver and records the epochs done (after BackupAndRestore has saved them) for a resumed run; its
+    `stager()`, listed before BackupAndRestore, records the epoch's row as being saved (progress.py).
+    `history`: the rows of the epochs done before. Built on call so that importing this module never
+    imports TF."""
     from .kerasenv import legacy_keras
     from .progress import Progress, fingerprint, write_progress
 
@@ -89,7 +94,8 @@ def epoch_progress(reporter: EventClient, setup: NodeSetup, status: dict[str, An
             # The batch hooks only count: Keras may pass them its logs as tensors, so it does not wait
             # for each step's result (a copy to numpy) before dispatching the next one.
             self._supports_tf_logs = True
-            self.rows: list[dict[str, Any]] = list(setup.plan.history)
+            self.rows: list[dict[str, Any]] = list(history)
+            self._staged: dict[str, Any] | None = None
             self._started = 0.0
             self._train_seconds: float | None = None
 
@@ -117,28 +123,51 @@ def epoch_progress(reporter: EventClient, setup: NodeSetup, status: dict[str, An
             if self._train_seconds is None:  # validation starts: the training steps are over
                 self._train_seconds = time.perf_counter() - self._started
 
-        def _record(self, epochs_done: int, stopped_early: bool = False) -> None:
-            write_progress(cfg.model_dir, Progress(cfg.epochs, epochs_done, run_fingerprint, self.rows, stopped_early))
+        def _record(self, epochs_done: int, stopped_early: bool = False,
+                    saving: dict[str, Any] | None = None) -> None:
+            write_progress(cfg.model_dir, Progress(cfg.epochs, epochs_done, run_fingerprint, self.rows, stopped_early,
+                                                   saving))
+
+        def stager(self):
+            progress = self
+
+            class StageEpoch(legacy_keras().callbacks.Callback):
+                def on_epoch_end(self, epoch, logs=None):
+                    progress._stage(epoch, logs)
+
+            return StageEpoch()
+
+        def _stage(self, epoch: int, logs: dict[str, Any] | None) -> None:
+            self.rows = [r for r in self.rows if r["epoch"] <= epoch]
+            self._staged = self._row(epoch, logs)
+            if is_chief:
+                self._record(epoch, saving=self._staged)
 
         def mark_stopped_early(self) -> None:
             """Early stopping ended the run: a later run of the same command finds it finished."""
             self._record(self.rows[-1]["epoch"] if self.rows else 0, stopped_early=True)
 
-        def on_epoch_end(self, epoch, logs=None):
+        def _row(self, epoch: int, logs: dict[str, Any] | None) -> dict[str, Any]:
             seconds = self._train_seconds or (time.perf_counter() - self._started)
-            rate = images_per_epoch / max(seconds, 1e-9)
             metrics = {k: float(v) for k, v in (logs or {}).items()}
-            self.rows = [r for r in self.rows if r["epoch"] <= epoch]
-            row = {"epoch": epoch + 1, **metrics, "images_per_s": rate}
+            row = {"epoch": epoch + 1, **metrics, "images_per_s": images_per_epoch / max(seconds, 1e-9)}
             if self._steps >= 2:  # the rate after the epoch's first step (which traces the graph in epoch 1)
                 after_first = self._started + seconds - self._first_step_done
                 row["steady_images_per_s"] = images_per_epoch * (self._steps - 1) / self._steps / max(after_first, 1e-9)
-            self.rows.append(row)
+            return row
+
+        def on_epoch_end(self, epoch, logs=None):
+            inject_fault(node, f"record={epoch + 1}")  # the epoch's state is saved, not yet recorded as done
+            row = self._staged if self._staged and self._staged["epoch"] == epoch + 1 else self._row(epoch, logs)
+            self._staged = None
+            self.rows = [r for r in self.rows if r["epoch"] <= epoch] + [row]
             if is_chief:
                 self._record(epoch + 1)
+                metrics = {k: v for k, v in row.items() if k not in ("epoch", "images_per_s", "steady_images_per_s")}
                 first_step = self._first_step_done - self._started if self._steps else None
-                reporter.send("epoch", epoch=epoch + 1, epochs=cfg.epochs, metrics=metrics, images_per_s=rate,
-                              steady_images_per_s=row.get("steady_images_per_s"), first_step_s=first_step)
+                reporter.send("epoch", epoch=epoch + 1, epochs=cfg.epochs, metrics=metrics,
+                              images_per_s=row["images_per_s"], steady_images_per_s=row.get("steady_images_per_s"),
+                              first_step_s=first_step)
             inject_fault(node, f"epoch={epoch + 1}")
 
     return EpochProgress()

@@ -1,8 +1,10 @@
 """MODEL_DIR/progress.json, the record of a run's finished epochs: its one writer and its one reader.
 
-The chief writes it after every epoch (once BackupAndRestore has saved that epoch's state) and when early
-stopping ends the run; the driver reads it to decide whether a run is fresh, resumable, trained but not
-exported, or finished (resume.py), and to say where a failed run resumes (blame.py).
+The chief writes it twice per epoch: before BackupAndRestore saves the epoch's state, with the epoch's row
+as `saving`, then once the state is saved, with the epoch done; and when early stopping ends the run. A run
+stopped between the two resumes from whichever state the backup holds (backup_epochs.py). The driver reads
+it to decide whether a run is fresh, resumable, trained but not exported, or finished (resume.py), and to
+say where a failed run resumes (blame.py).
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ class Progress:
     fingerprint: dict[str, Any]  # resume.fingerprint of the run's settings
     history: list[dict[str, Any]] = field(default_factory=list)  # one row per finished epoch
     stopped_early: bool = False
+    # the row of epoch epochs_done + 1 while its training state is being saved: a run stopped before the
+    # epoch was recorded as done may still have saved it, and then resumes after it with this row
+    saving: dict[str, Any] | None = None
 
 
 def progress_path(model_dir: str) -> str:
@@ -50,6 +55,8 @@ def write_progress(model_dir: str, progress: Progress) -> None:
                               "fingerprint": progress.fingerprint, "history": progress.history}
     if progress.stopped_early:
         record["stopped_early"] = True
+    if progress.saving is not None:
+        record["saving"] = progress.saving
     write_json(progress_path(model_dir), record)
 
 
@@ -62,10 +69,13 @@ def read_progress(model_dir: str) -> Progress | None:
     try:
         raw = read_json(path)
         history, done, fingerprint = raw["history"], raw["epochs_done"], raw.get("fingerprint")
+        saving = raw.get("saving")
         if not isinstance(fingerprint, dict) or not isinstance(history, list) or not isinstance(done, int) \
-                or isinstance(done, bool) or done < 0 or not all(isinstance(r, dict) for r in history):
+                or isinstance(done, bool) or done < 0 or not all(isinstance(r, dict) for r in history) \
+                or not (saving is None or isinstance(saving, dict)):
             raise ValueError("unexpected content")
-        return Progress(int(raw.get("epochs", done)), done, fingerprint, history, bool(raw.get("stopped_early")))
+        return Progress(int(raw.get("epochs", done)), done, fingerprint, history, bool(raw.get("stopped_early")),
+                        saving)
     except (UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"{path} is corrupt ({type(e).__name__}: {e}); pass --overwrite to start afresh, "
                           f"or delete {path}") from e

@@ -40,6 +40,7 @@ class RunState:
     clear: bool = False  # delete the training state in MODEL_DIR before training (after every check)
     reexport: bool = False  # trained, but the export did not finish: export MODEL_DIR/final's weights again
     stopped_early: bool = False
+    saving: dict[str, Any] | None = None  # progress.Progress.saving of the epoch after those done
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -148,7 +149,9 @@ def run_state(cfg: TrainConfig, nodes: int) -> RunState:
     if done >= cfg.epochs or not storage.exists(backup) or not storage.listdir(backup):
         return RunState(clear=True, message=f"no training state to resume in {model_dir}: starting at epoch 1")
     _check_archive(best, "(the best epoch is then sought among the epochs still to run)")
-    return RunState(done, history[:done], message=f"resuming at epoch {done + 1} of {cfg.epochs} from {backup}")
+    saving = progress.saving if progress.saving and progress.saving.get("epoch") == done + 1 else None
+    return RunState(done, history[:done], saving=saving,
+                    message=f"resuming at epoch {done + 1} of {cfg.epochs} from {backup}")
 
 
 def stale_outputs(cfg: TrainConfig) -> list[str]:

@@ -272,3 +272,22 @@ def test_in_tensorflow_mode_the_re_export_scores_the_test_shards(tmp_path: Path)
     names, labels, probabilities = mode_for("tensorflow").test_predictions(cfg, shards,
                                                                             build_from_config(cfg, training=False))
     assert names == ["faces/a.jpg", "comics/a.jpg"] and labels == [1, 0] and len(probabilities) == 2
+
+
+def test_the_row_of_an_epoch_being_saved_travels_to_the_resumed_run_only_if_it_is_the_next_epoch(tmp_path: Path):
+    cfg = config(tmp_path)
+    row = {"epoch": 2, "loss": 0.4, "val_loss": 0.6}
+    write_progress(cfg, 1, saving=row)
+    (Path(cfg.model_dir) / "backup" / "chief").mkdir(parents=True)
+    (Path(cfg.model_dir) / "backup" / "chief" / "checkpoint").write_text("x")
+    state = run_state(cfg, 1)
+    assert state.epochs_done == 1 and state.saving == row and state.message.startswith("resuming at epoch 2 of 3")
+    write_progress(cfg, 1, saving={**row, "epoch": 3})  # not the epoch after those done: ignored
+    assert run_state(cfg, 1).saving is None
+
+
+def test_a_malformed_saving_row_is_named_with_the_fix(tmp_path: Path):
+    cfg = config(tmp_path)
+    path = write_progress(cfg, 1, saving=[1, 2])
+    with pytest.raises(ConfigError, match=rf"{path} is corrupt .*pass --overwrite to start afresh"):
+        run_state(cfg, 1)

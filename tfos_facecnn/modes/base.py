@@ -33,6 +33,9 @@ class NodePlan:
     # the node's output also goes to its executor's stderr (a cluster's executor logs); not on a local
     # master, where that stderr is the driver's terminal
     echo_output: bool = False
+    # the row of the epoch after `history` if the last attempt stopped while saving its state (progress.py):
+    # the backup may hold that epoch (backup_epochs.py)
+    saving: dict[str, Any] | None = None
 
     @property
     def mode(self) -> InputMode:
