@@ -156,16 +156,30 @@ def _scaling(suite: Suite, mode: str, data_dir) -> dict[str, Any]:
     batch instead (global batch fixed) costs a 1-core node ~5% of its throughput by itself."""
     s = suite.settings
     two_node_batch = 2 * s.batch_size
-    one, two = [], []
-    for r in range(1, s.repeats + 1):
-        one.append(suite.train(f"e_{mode}-1node-{r}", ONE_NODE, mode, data_dir, epochs=s.scaling_epochs))
-        two.append(suite.train(f"e_{mode}-2nodes-{r}", TWO_NODES, mode, data_dir, epochs=s.scaling_epochs,
-                               batch_size=two_node_batch))
+    one = one_node_runs(suite, mode, data_dir)
+    two = [suite.train(f"e_{mode}-2nodes-{r}", TWO_NODES, mode, data_dir, epochs=s.scaling_epochs,
+                       batch_size=two_node_batch) for r in range(1, s.repeats + 1)]
     rate_one, rate_two = steady_median(one), steady_median(two)
-    return figure(f"scaling, InputMode.{mode.upper()}: {TWO_NODES} vs {ONE_NODE}, batch {s.batch_size} per node "
+    return figure(f"scaling, InputMode.{mode.upper()}: {TWO_NODES} vs {one[0].master}, batch {s.batch_size} per node "
                   f"(global {s.batch_size} / {two_node_batch}), {suite.data.get('sized_x_images')} images",
                   rate_two / (2 * rate_one), "efficiency", one_node_images_per_s=rate_one,
                   two_nodes_images_per_s=rate_two, runs=[run.summary() for run in one + two])
+
+
+# --quick proves the suite: its one-node sides are the local[*] runs of b and c (other data, another master),
+# two runs fewer than local-cluster[1,...] runs of their own; a full run measures them as titled.
+QUICK_ONE_NODE = {"tensorflow": "b", "spark": "c"}
+
+
+def one_node_runs(suite: Suite, mode: str, data_dir) -> list[TrainRun]:
+    """The one-node side of e_MODE (and of k, in TENSORFLOW mode): ONE_NODE runs on `data_dir`, made once
+    and shared; with --quick, the local[*] runs of b or c when they ran."""
+    s = suite.settings
+    if s.quick and suite.runs.get(QUICK_ONE_NODE[mode]):
+        return suite.runs[QUICK_ONE_NODE[mode]]
+    shared = [run for run in suite.runs.get(f"e_{mode}", []) if "-1node-" in run.name]
+    return shared or [suite.train(f"e_{mode}-1node-{r}", ONE_NODE, mode, data_dir, epochs=s.scaling_epochs)
+                      for r in range(1, s.repeats + 1)]
 
 
 def _prepared_x(suite: Suite) -> Path:
@@ -235,10 +249,8 @@ def measure_k(suite: Suite) -> dict[str, Any]:
     cores; nodes.json records the size it used."""
     s = suite.settings
     data = _prepared_x(suite)
-    # The 1-core side is e_tensorflow's one-node run (the same master, shards, batch and epochs) when it ran.
-    one = [run for run in suite.runs.get("e_tensorflow", []) if "-1node-" in run.name] or [
-        suite.train(f"k-1core-{r}", ONE_NODE, "tensorflow", data, epochs=s.scaling_epochs)
-        for r in range(1, s.repeats + 1)]
+    # The 1-core side is e_tensorflow's one-node run (the same master, shards, batch and epochs).
+    one = one_node_runs(suite, "tensorflow", data)
     # TFoS needs one task at a time per executor in TENSORFLOW mode: with a second free slot, its shutdown
     # task once ran beside the node's and found no executor_id ("No executor_id file found").
     whole = {"spark.executor.cores": "2", "spark.task.cpus": "2"}
@@ -247,6 +259,6 @@ def measure_k(suite: Suite) -> dict[str, Any]:
     threads = [record.get("tf_threads") for run in two for record in
                json.loads((Path(run.export_dir).parent / "model" / "nodes.json").read_text()).values()]
     rate_one, rate_two = steady_median(one), steady_median(two)
-    return figure(f"cores: InputMode.TENSORFLOW on {TWO_CORES} vs {ONE_NODE} (1 node each)", rate_two / rate_one,
+    return figure(f"cores: InputMode.TENSORFLOW on {TWO_CORES} vs {one[0].master} (1 node each)", rate_two / rate_one,
                   "speed-up", one_core_images_per_s=rate_one, two_cores_images_per_s=rate_two,
                   tf_threads_on_two_cores=threads, runs=[run.summary() for run in one + two])

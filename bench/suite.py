@@ -68,11 +68,12 @@ class TrainRun:
     memory_mb: dict[str, float | None]
     nodes: int | None = None
     steps_per_epoch: int | None = None
+    master: str = ""
 
     def summary(self) -> dict[str, Any]:
-        return {"name": self.name, "wall_s": round(self.result.wall_s, 2), "images_per_s": self.rates,
-                "startup_s": self.startup, "peak_rss_mb": self.memory_mb, "nodes": self.nodes,
-                "steps_per_epoch": self.steps_per_epoch}
+        return {"name": self.name, "master": self.master, "wall_s": round(self.result.wall_s, 2),
+                "images_per_s": self.rates, "startup_s": self.startup, "peak_rss_mb": self.memory_mb,
+                "nodes": self.nodes, "steps_per_epoch": self.steps_per_epoch}
 
 
 @dataclass
@@ -133,7 +134,7 @@ class Suite:
         run_env = {**spark_env(), **env} if env else None
         result = run_streaming(command, s.run_timeout_s, self.log(name), memory=memory,
                                env=run_env).check(f"training run {name}")
-        run = TrainRun(name, result, export, [], {}, {})
+        run = TrainRun(name, result, export, [], {}, {}, master=master)
         for _, line in result.lines:
             match = STEPS_LINE.match(line)
             if match:
