@@ -145,6 +145,8 @@ def run_state(cfg: TrainConfig, nodes: int) -> RunState:
         return RunState(done, history[:done], reexport=True, stopped_early=stopped,
                         message=f"training finished ({done} epochs) but its export did not: exporting the "
                         f"trained weights in {final}")
+    if done == 0:  # stopped while epoch 1's state was being saved (progress.py): epoch 1 again, from scratch
+        return RunState(clear=True, message="no finished epoch yet: starting at epoch 1")
     backup = storage.join(model_dir, BACKUP_DIR)
     if done >= cfg.epochs or not storage.exists(backup) or not storage.listdir(backup):
         return RunState(clear=True, message=f"no training state to resume in {model_dir}: starting at epoch 1")

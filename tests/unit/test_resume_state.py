@@ -291,3 +291,13 @@ def test_a_malformed_saving_row_is_named_with_the_fix(tmp_path: Path):
     path = write_progress(cfg, 1, saving=[1, 2])
     with pytest.raises(ConfigError, match=rf"{path} is corrupt .*pass --overwrite to start afresh"):
         run_state(cfg, 1)
+
+
+def test_a_run_stopped_while_saving_its_first_epoch_starts_again_from_scratch(tmp_path: Path):
+    cfg = config(tmp_path)
+    write_progress(cfg, 0, saving={"epoch": 1, "loss": 0.7})
+    (Path(cfg.model_dir) / "backup" / "chief").mkdir(parents=True)  # maybe half a checkpoint
+    state = run_state(cfg, 1)
+    assert state.clear and state.epochs_done == 0 and state.message == "no finished epoch yet: starting at epoch 1"
+    prepare_model_dir(cfg, state)
+    assert not (Path(cfg.model_dir) / "backup").exists() and not (Path(cfg.model_dir) / "progress.json").exists()
