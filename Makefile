@@ -28,12 +28,13 @@ train: $(STAMP)
 # sockets and deadlines: 4 at a time take 42 s instead of 87), then every tier that starts Spark in
 # TEST_PROCESSES. A Spark test leaves about a third of the 2 cores idle (JVM start-up, TFoS and Spark
 # waiting on each other, fault-detection timeouts); two at a time keep them ~90% busy. Tests that share a
-# module fixture, and the multi-host tests, stay in one process (tests/conftest.py, parallel_group).
+# module fixture, and the multi-host tests, stay in one process (tests/conftest.py, parallel_group). The
+# 12 slowest tests are listed at the end: where the time goes on the machine that ran it.
 UNIT_PROCESSES ?= 4
 TEST_PROCESSES ?= 2
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(UNIT_PROCESSES) tests/unit
-	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadgroup tests --ignore=tests/unit
+	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadgroup --durations=12 tests --ignore=tests/unit
 
 # The edit-test loop: unit tests and one spark-submit run on local[*] (about 2-3 minutes on 2 cores).
 test-fast: $(STAMP)
