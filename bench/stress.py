@@ -71,7 +71,6 @@ def one_run(work: Path, prepared: Path, mode: str, index: int) -> dict:
     history_file = run_dir / "export" / "history.json"
     row = {"mode": mode, "index": index, "starved": starve, "epochs": epochs, "ok": ok,
            "returncode": result.returncode, "timed_out": result.timed_out, "wall_s": round(result.wall_s, 1),
-           "topped_up": {node: rec.get("images_topped_up") for node, rec in nodes.items()},
            "nodes": {node: {key: rec.get(key) for key in NODE_FIGURES} for node, rec in nodes.items()},
            "epochs_in_history": len(json.loads(history_file.read_text())) if history_file.exists() else 0,
            "short_feed_warned": "warning: Spark fed TF node" in output and "took feeding tasks unevenly" in output,

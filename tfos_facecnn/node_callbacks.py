@@ -158,9 +158,9 @@ def epoch_progress(reporter: EventClient, setup: NodeSetup, status: dict[str, An
 
         def on_epoch_end(self, epoch, logs=None):
             inject_fault(node, f"record={epoch + 1}")  # the epoch's state is saved, not yet recorded as done
-            row = self._staged if self._staged and self._staged["epoch"] == epoch + 1 else self._row(epoch, logs)
-            self._staged = None
-            self.rows = [r for r in self.rows if r["epoch"] <= epoch] + [row]
+            # The stager ran first this epoch (on every worker): it made the row and dropped later rows.
+            row, self._staged = self._staged, None
+            self.rows.append(row)
             if is_chief:
                 self._record(epoch + 1)
                 metrics = {k: v for k, v in row.items() if k not in ("epoch", "images_per_s", "steady_images_per_s")}
