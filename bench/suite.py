@@ -30,7 +30,9 @@ class Settings:
     raw_size: int = 1024  # side of the generated JPEGs (face2comics v2: 1024 px)
     image_size: int = 350  # training size (the reference CNN's input)
     batch_size: int = 32
-    epochs: int = 4  # epoch 1 traces the graph; epochs 2.. are the steady state
+    # epoch 1 traces the graph; epochs 2.. are the steady state: 7 epochs of 6 steps (~1 s each, single
+    # epochs swing by 10-20% on 2 cores), so the median compares figures within a few per cent
+    epochs: int = 8
     # e: on the memory_factor x N set (716 training images: 20-22 steps of 32 per node and epoch), so a
     # node's feed buffers (~220 images) serve a small part of a run; 3 steady epochs
     scaling_epochs: int = 4

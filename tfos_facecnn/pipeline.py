@@ -118,8 +118,14 @@ def files_dataset(records: Sequence[tuple[str, int]], image_size: int, per_repli
     return _as_model_input(tf, dataset).prefetch(PREFETCH_BATCHES).with_options(_options(tf))
 
 
+def image_bytes(image_size: int) -> int:
+    """Memory of one decoded image in a node's pipeline (uint8 RGB)."""
+    return image_size * image_size * 3
+
+
 def tfrecord_dataset(files: Sequence[str], image_size: int, record_format: str, per_replica_batch: int,
-                     seed: int, epoch_records: int | None = None, resolve: Callable[[str], str] | None = None):
+                     seed: int, epoch_records: int | None = None, resolve: Callable[[str], str] | None = None,
+                     in_memory: bool = False):
     """This worker's shard files -> records interleaved from several files, parsed, batched, repeated
     forever (the caller fixes the steps, so no worker ever runs dry). `resolve` maps a shard's name to
     the local file to open (the node's shard cache), waiting for its download.
@@ -127,7 +133,11 @@ def tfrecord_dataset(files: Sequence[str], image_size: int, record_format: str, 
     Training (`epoch_records` given): shuffled, and each epoch is exactly `epoch_records` records (its
     steps x per-replica batch, at least the worker's records): one pass over every record of its files,
     then the start of a freshly shuffled pass to fill the last batch. So every training image is trained
-    on in every epoch, whatever the number of workers. Without it (validation): in file order."""
+    on in every epoch, whatever the number of workers. Without it (validation): in file order.
+
+    `in_memory`: the records are decoded once and kept in memory (uint8, image_bytes each), and every
+    epoch is a full shuffle of them; otherwise each epoch reads, shuffles (a buffer of encoded records)
+    and decodes them again, so memory does not grow with the data."""
     import tensorflow as tf
 
     from .data.tfrecords import INTERLEAVE_FILES, SHUFFLE_BUFFER, parse_function
@@ -145,11 +155,20 @@ def tfrecord_dataset(files: Sequence[str], image_size: int, record_format: str, 
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
-    if shuffle:
-        records = records.shuffle(SHUFFLE_BUFFER, seed=seed)  # serialized records: cheap to shuffle
-        # take() restarts the inner repeat on every outer repetition: each epoch begins a new pass.
-        records = records.repeat().take(epoch_records)
-    images = records.repeat().map(parse_function(image_size, record_format), num_parallel_calls=tf.data.AUTOTUNE)
+    parse = parse_function(image_size, record_format)
+    if in_memory:
+        # The first pass fills the cache; the shuffle's buffer (>= the records) takes all of it, so each
+        # epoch is a permutation of tensors held once (a buffer holds references, not copies).
+        images = records.map(parse, num_parallel_calls=tf.data.AUTOTUNE).cache()
+        if shuffle:
+            images = images.shuffle(epoch_records, seed=seed).repeat().take(epoch_records)
+        images = images.repeat()
+    else:
+        if shuffle:
+            records = records.shuffle(SHUFFLE_BUFFER, seed=seed)  # serialized records: cheap to shuffle
+            # take() restarts the inner repeat on every outer repetition: each epoch begins a new pass.
+            records = records.repeat().take(epoch_records)
+        images = records.repeat().map(parse, num_parallel_calls=tf.data.AUTOTUNE)
     batches = images.batch(per_replica_batch, drop_remainder=True)
     return _as_model_input(tf, batches).prefetch(PREFETCH_BATCHES).with_options(_options(tf))
 

@@ -28,8 +28,9 @@ def prepared_48(spark, tmp_path_factory) -> Path:
 
 @pytest.mark.timeout(600)
 def test_local_star_trains_from_prepared_shards(prepared_48: Path, tmp_path: Path):
-    export = tmp_path / "export"
-    result = run_train_job("local[*]", *TF_MODE, "--data-dir", str(prepared_48),
+    export, config = tmp_path / "export", tmp_path / "decode-every-epoch.yaml"
+    config.write_text("train_cache_mb: 0\n")  # the path for shares too large to keep decoded in memory
+    result = run_train_job("local[*]", *TF_MODE, "--config", str(config), "--data-dir", str(prepared_48),
                            "--model-dir", str(tmp_path / "model"), "--export-dir", str(export), timeout=540)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "in TENSORFLOW mode" in result.stdout
@@ -38,6 +39,8 @@ def test_local_star_trains_from_prepared_shards(prepared_48: Path, tmp_path: Pat
     assert metrics["cluster"]["input_mode"] == "tensorflow"
     predictions = json.loads((export / "test_predictions.json").read_text())
     assert {p["path"].split("/")[0] for p in predictions} == {"faces", "comics"}
+    [node] = json.loads((tmp_path / "model" / "nodes.json").read_text()).values()
+    assert node["train_images_in_memory"] == 0
 
 
 @pytest.mark.timeout(600)
@@ -57,6 +60,8 @@ def test_local_cluster_prepares_raw_images_and_nodes_read_disjoint_shards(tmp_pa
     # Every record of a node's shards fits in each of its epochs: steps cover the larger share.
     shares = [sum(s["records"] for s in manifest["shards"]["train"] if s["file"] in mine) for mine in read]
     assert {node["steps_per_epoch"] for node in nodes.values()} == {-(-max(shares) // 4)}  # batch 8 over 2
+    # The default train_cache_mb holds these shares: each node decodes its images once.
+    assert [node["train_images_in_memory"] for node in nodes.values()] == shares
 
 
 @pytest.mark.timeout(300)

@@ -54,15 +54,33 @@ def _raw_shards(tmp_path, sizes):
     return paths, number
 
 
-def test_a_tensorflow_mode_worker_trains_every_record_of_its_shards_in_every_epoch(tmp_path):
+@pytest.mark.parametrize("in_memory", [False, True], ids=["decoded-every-epoch", "decoded-once"])
+def test_a_tensorflow_mode_worker_trains_every_record_of_its_shards_in_every_epoch(tmp_path, in_memory):
     paths, total = _raw_shards(tmp_path, [5, 3, 4])
     per_replica, steps = 5, 3  # 12 records: 3 steps of 5, the last 3 places repeats
-    dataset = tfrecord_dataset(paths, 2, "raw", per_replica, seed=7, epoch_records=steps * per_replica)
+    dataset = tfrecord_dataset(paths, 2, "raw", per_replica, seed=7, epoch_records=steps * per_replica,
+                               in_memory=in_memory)
     seen = [int(x[i, 0, 0, 0]) for x, _ in dataset.take(4 * steps).as_numpy_iterator() for i in range(per_replica)]
     epochs = [seen[e * steps * per_replica:(e + 1) * steps * per_replica] for e in range(4)]
     for epoch in epochs:
         assert set(epoch) == set(range(total))  # every record, whatever the shards' sizes
     assert len({tuple(epoch) for epoch in epochs}) > 1  # reshuffled between epochs
+
+
+def test_a_worker_whose_share_fits_in_memory_reads_and_decodes_its_shards_once(tmp_path):
+    paths, total = _raw_shards(tmp_path, [4, 4])
+    per_replica, steps = 4, 2
+    dataset = tfrecord_dataset(paths, 2, "raw", per_replica, seed=3, epoch_records=steps * per_replica,
+                               in_memory=True)
+    batches = dataset.as_numpy_iterator()
+    first = [int(x[i, 0, 0, 0]) for x, _ in islice(batches, steps) for i in range(per_replica)]
+    for path in paths:  # gone from disk: the epochs that follow come from memory
+        (tmp_path / path).unlink()
+    later = [int(x[i, 0, 0, 0]) for x, _ in islice(batches, 3 * steps) for i in range(per_replica)]
+    assert sorted(first) == list(range(total))
+    epochs = [later[e * total:(e + 1) * total] for e in range(3)]
+    assert all(sorted(epoch) == list(range(total)) for epoch in epochs)
+    assert len({tuple(epoch) for epoch in [first, *epochs]}) > 1  # reshuffled between epochs
 
 
 def test_the_feed_pipeline_decodes_every_fed_image_into_model_batches():

@@ -20,7 +20,7 @@ from ..data.records import check_splits_usable
 from ..data.source import RawData, raw_data
 from ..data.split import TEST, TRAIN, VAL
 from ..data.table import TableSource
-from ..pipeline import predict_arrays, steps_for, tfrecord_dataset, worker_share
+from ..pipeline import image_bytes, predict_arrays, steps_for, tfrecord_dataset, worker_share
 from .base import DriverPlan, InputMode, NodeInputs, NodeSetup, Predictions, val_steps
 
 PREPARED_TASKS_PER_CORE = 2  # train shards of an automatic preparation: per core of Spark's parallelism
@@ -124,14 +124,19 @@ def _node_inputs(setup: NodeSetup) -> NodeInputs:
     plan, cfg, per_replica = setup.plan, setup.plan.config, setup.per_replica_batch
     shards: ShardPlan = plan.inputs
     # Sharding by file: worker i reads train shards i, i+W, ...: disjoint, together every record.
-    mine = [path for path, _ in shards.files(TRAIN)[setup.index::setup.workers]]
+    share = shards.files(TRAIN)[setup.index::setup.workers]
+    mine = [path for path, _ in share]
+    images = sum(records for _, records in share)
+    in_memory = 0 < images * image_bytes(cfg.image_size) <= cfg.train_cache_mb * 2**20
     inputs, cache = shard_inputs(setup, shards, mine)
     inputs.train = setup.strategy.distribute_datasets_from_function(
         lambda _: tfrecord_dataset(mine, cfg.image_size, shards.record_format, per_replica, cfg.seed + setup.index,
-                                   epoch_records=plan.steps_per_epoch * setup.node_batch, resolve=cache.local)
+                                   epoch_records=plan.steps_per_epoch * setup.node_batch, resolve=cache.local,
+                                   in_memory=in_memory)
     )
     root = shards.prepared_dir.rstrip("/")
-    inputs.record = {"shards_read": [path[len(root) + 1:] for path in mine], "shard_cache_bytes": cache.bytes}
+    inputs.record = {"shards_read": [path[len(root) + 1:] for path in mine], "shard_cache_bytes": cache.bytes,
+                     "train_images_in_memory": images if in_memory else 0}
     return inputs
 
 
