@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,13 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE = Path(sample_data_dir())
 # Each tier's folder marks its tests, so a tier runs alone: pytest -m reliability, -m "not bench"...
 TIER_OF_FOLDER = {"smoke": "smoke", "cluster": "cluster", "reliability": "reliability", "bench": "bench"}
+
+
+def pytest_configure(config) -> None:
+    # A shell without job control starts background commands (`make test &`, nohup) with SIGINT ignored,
+    # and children inherit an ignored signal: the Ctrl-C tests' jobs would never see theirs. A handler
+    # here is reset to the default in every child at exec, so each Python child gets KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list) -> None:
