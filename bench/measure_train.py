@@ -17,6 +17,9 @@ LOCAL = "local[*]"
 ONE_NODE = "local-cluster[1,1,2048]"
 TWO_NODES = "local-cluster[2,1,2048]"
 TWO_CORES = "local-cluster[1,2,2048]"  # k: one executor with two cores
+# b and the plain script (a0's peer) run in turns this many times: b/a0 is within a few per cent, and
+# single runs in sequence differ by more than that on a 2-core machine whose speed drifts
+ALTERNATED_PAIRS = 3
 PREPARE_SHARDS = 4  # train shards of the prepared sets: a multiple of 1 and 2 nodes (measurement e)
 
 
@@ -65,11 +68,16 @@ def measure_a(suite: Suite) -> dict[str, Any]:
                   steps_per_epoch=per_repeat[0]["steps_per_epoch"], tf_threads=per_repeat[0]["threads"])
 
 
+def _plain_run(suite: Suite, name: str) -> dict[str, Any]:
+    """One run of the plain one-process tf.keras script (a0's peer) on the prepared images."""
+    s = suite.settings
+    return run_worker(suite, name, "worker_tf.py", "plain", "--prepared", str(suite.prepared_dir),
+                      "--image-size", str(s.image_size), "--batch-size", str(s.batch_size), "--epochs", str(s.epochs))
+
+
 def measure_a0(suite: Suite) -> dict[str, Any]:
     s = suite.settings
-    per_repeat = [run_worker(suite, f"a0-{repeat}", "worker_tf.py", "plain", "--prepared", str(suite.prepared_dir),
-                             "--image-size", str(s.image_size), "--batch-size", str(s.batch_size),
-                             "--epochs", str(s.epochs)) for repeat in range(1, s.repeats + 1)]
+    per_repeat = [_plain_run(suite, f"a0-{repeat}") for repeat in range(1, s.repeats + 1)]
     value = median([rate for out in per_repeat for rate in steady(out["images_per_s"])])
     return figure("the peer: a plain one-process tf.keras script, TF's defaults, images in memory", value,
                   "images/s", images_per_s=[out["images_per_s"] for out in per_repeat],
@@ -84,8 +92,20 @@ def _mode_figure(suite: Suite, key: str, title: str, mode: str, data_dir, master
 
 
 def measure_b(suite: Suite) -> dict[str, Any]:
-    return _mode_figure(suite, "b", "InputMode.TENSORFLOW, 1 node on local[*], prepared TFRecords", "tensorflow",
-                        suite.prepared_dir)
+    """b, each run right after a run of the plain script: b/a0 compares runs made in turns, since this
+    machine's speed drifts by 10-20% within minutes (BENCHMARKS.md, 2026-12-07)."""
+    s = suite.settings
+    pairs = s.repeats if s.quick else max(s.repeats, ALTERNATED_PAIRS)
+    peers, runs = [], []
+    for r in range(1, pairs + 1):
+        peers.append(_plain_run(suite, f"a0b-{r}"))
+        runs.append(suite.train(f"b-{r}", LOCAL, "tensorflow", suite.prepared_dir))
+    peer = median([rate for out in peers for rate in steady(out["images_per_s"])])
+    return figure("InputMode.TENSORFLOW, 1 node on local[*], prepared TFRecords", steady_median(runs), "images/s",
+                  runs=[run.summary() for run in runs], a0_alternated_images_per_s=peer,
+                  a0_alternated_runs=[out["images_per_s"] for out in peers],
+                  pair_ratios=[round(median(steady(run.rates)) / median(steady(out["images_per_s"])), 3)
+                               for run, out in zip(runs, peers, strict=True)])
 
 
 def measure_j(suite: Suite) -> dict[str, Any]:

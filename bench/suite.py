@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -126,6 +127,9 @@ class Suite:
             model, export = f"{output_root.rstrip('/')}/model", f"{output_root.rstrip('/')}/export"
         else:
             root = self.work / "runs" / name
+            # a kept --work-dir: a model dir holding a finished run would not train again (and its old
+            # history would be read as this run's)
+            shutil.rmtree(root, ignore_errors=True)
             model, export = root / "model", root / "export"
         command = job_command(
             "train.py", master, "--input-mode", mode, "--data-dir", str(data_dir),

@@ -35,6 +35,8 @@ def test_quick_suite_measures_every_figure(tmp_path: Path):
     for key in FIGURES:
         figure = results["figures"][key]
         assert figure["value"] > 0 and figure["unit"], (key, figure)
+    b = results["figures"]["b"]["detail"]  # b/a0 from runs made in turns: one pair in a quick run
+    assert b["a0_alternated_images_per_s"] > 0 and len(b["pair_ratios"]) == len(b["runs"]) == 1
     for name in RATIOS:
         ratio = results["ratios"][name]
         assert ratio["value"] is not None and "error" not in ratio, (name, ratio)
