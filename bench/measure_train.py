@@ -46,6 +46,11 @@ def steady_median(runs: list[TrainRun]) -> float:
     return median([rate for run in runs for rate in steady(run.rates)])
 
 
+def worker_steady_median(outs: list[dict[str, Any]]) -> float:
+    """steady_median of one-process worker results (their per-epoch `images_per_s`)."""
+    return median([rate for out in outs for rate in steady(out["images_per_s"])])
+
+
 def decode_costs(suite: Suite) -> dict[str, Any]:
     """decode_image vs a naive Pillow decode + resize on the raw files (one process: per core); cached."""
     if "decode" not in suite.data:
@@ -62,7 +67,7 @@ def measure_a(suite: Suite) -> dict[str, Any]:
                          "--image-size", str(s.image_size), "--batch-size", str(s.batch_size),
                          "--epochs", str(s.epochs))
         per_repeat.append(out)
-    value = median([rate for out in per_repeat for rate in steady(out["images_per_s"])])
+    value = worker_steady_median(per_repeat)
     return figure("baseline: one-process tf-keras fit on the prepared TFRecords (no Spark)", value, "images/s",
                   images_per_s=[out["images_per_s"] for out in per_repeat],
                   steps_per_epoch=per_repeat[0]["steps_per_epoch"], tf_threads=per_repeat[0]["threads"])
@@ -78,7 +83,7 @@ def _plain_run(suite: Suite, name: str) -> dict[str, Any]:
 def measure_a0(suite: Suite) -> dict[str, Any]:
     s = suite.settings
     per_repeat = [_plain_run(suite, f"a0-{repeat}") for repeat in range(1, s.repeats + 1)]
-    value = median([rate for out in per_repeat for rate in steady(out["images_per_s"])])
+    value = worker_steady_median(per_repeat)
     return figure("the peer: a plain one-process tf.keras script, TF's defaults, images in memory", value,
                   "images/s", images_per_s=[out["images_per_s"] for out in per_repeat],
                   steps_per_epoch=per_repeat[0]["steps_per_epoch"])
@@ -100,11 +105,11 @@ def measure_b(suite: Suite) -> dict[str, Any]:
     for r in range(1, pairs + 1):
         peers.append(_plain_run(suite, f"a0b-{r}"))
         runs.append(suite.train(f"b-{r}", LOCAL, "tensorflow", suite.prepared_dir))
-    peer = median([rate for out in peers for rate in steady(out["images_per_s"])])
+    peer = worker_steady_median(peers)
     return figure("InputMode.TENSORFLOW, 1 node on local[*], prepared TFRecords", steady_median(runs), "images/s",
                   runs=[run.summary() for run in runs], a0_alternated_images_per_s=peer,
                   a0_alternated_runs=[out["images_per_s"] for out in peers],
-                  pair_ratios=[round(median(steady(run.rates)) / median(steady(out["images_per_s"])), 3)
+                  pair_ratios=[round(steady_median([run]) / worker_steady_median([out]), 3)
                                for run, out in zip(runs, peers, strict=True)])
 
 

@@ -123,6 +123,11 @@ def image_bytes(image_size: int) -> int:
     return image_size * image_size * 3
 
 
+def fits_in_memory(images: int, image_size: int, limit_mb: int) -> bool:
+    """Whether a node keeps `images` decoded images in memory under a cache setting of `limit_mb` (0: off)."""
+    return 0 < images * image_bytes(image_size) <= limit_mb * 2**20
+
+
 def tfrecord_dataset(files: Sequence[str], image_size: int, record_format: str, per_replica_batch: int,
                      seed: int, epoch_records: int | None = None, resolve: Callable[[str], str] | None = None,
                      in_memory: bool = False):

@@ -8,7 +8,7 @@ import pytest
 
 from tfos_facecnn.data.tfrecords import encode_pixels
 from tfos_facecnn.modes.spark import epoch_chunks, epoch_pads
-from tfos_facecnn.pipeline import feed_dataset, tfrecord_dataset
+from tfos_facecnn.pipeline import feed_dataset, fits_in_memory, tfrecord_dataset
 
 
 def test_an_epoch_of_a_partition_feeds_each_image_once_plus_its_padding_in_a_new_order():
@@ -81,6 +81,13 @@ def test_a_worker_whose_share_fits_in_memory_reads_and_decodes_its_shards_once(t
     epochs = [later[e * total:(e + 1) * total] for e in range(3)]
     assert all(sorted(epoch) == list(range(total)) for epoch in epochs)
     assert len({tuple(epoch) for epoch in [first, *epochs]}) > 1  # reshuffled between epochs
+
+
+def test_a_cache_setting_holds_the_images_that_fit_and_0_holds_none():
+    per_image = 350 * 350 * 3  # uint8 RGB at 350 px
+    assert fits_in_memory(512 * 2**20 // per_image, 350, 512)
+    assert not fits_in_memory(512 * 2**20 // per_image + 1, 350, 512)
+    assert not fits_in_memory(10, 350, 0) and not fits_in_memory(0, 350, 512)
 
 
 def test_the_feed_pipeline_decodes_every_fed_image_into_model_batches():

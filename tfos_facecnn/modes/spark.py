@@ -33,7 +33,7 @@ from ..pipeline import (
     PREFETCH_BATCHES,
     feed_dataset,
     files_dataset,
-    image_bytes,
+    fits_in_memory,
     predict_files,
     train_steps_per_epoch,
     worker_share,
@@ -353,7 +353,7 @@ class SparkMode(InputMode):
             inputs.train, inputs.finish = train, finish
             return inputs
         val_share = worker_share(feed_plan.val, setup.workers, setup.index)
-        cache = 0 < len(val_share) * image_bytes(cfg.image_size) <= cfg.cache_limit_mb * 2**20
+        cache = fits_in_memory(len(val_share), cfg.image_size, cfg.cache_limit_mb)
         val = setup.strategy.distribute_datasets_from_function(
             lambda _: files_dataset(val_share, cfg.image_size, per_replica, cache=cache)
         )

@@ -20,7 +20,7 @@ from ..data.records import check_splits_usable
 from ..data.source import RawData, raw_data
 from ..data.split import TEST, TRAIN, VAL
 from ..data.table import TableSource
-from ..pipeline import image_bytes, predict_arrays, steps_for, tfrecord_dataset, worker_share
+from ..pipeline import fits_in_memory, predict_arrays, steps_for, tfrecord_dataset, worker_share
 from .base import DriverPlan, InputMode, NodeInputs, NodeSetup, Predictions, val_steps
 
 PREPARED_TASKS_PER_CORE = 2  # train shards of an automatic preparation: per core of Spark's parallelism
@@ -127,7 +127,7 @@ def _node_inputs(setup: NodeSetup) -> NodeInputs:
     share = shards.files(TRAIN)[setup.index::setup.workers]
     mine = [path for path, _ in share]
     images = sum(records for _, records in share)
-    in_memory = 0 < images * image_bytes(cfg.image_size) <= cfg.train_cache_mb * 2**20
+    in_memory = fits_in_memory(images, cfg.image_size, cfg.train_cache_mb)
     inputs, cache = shard_inputs(setup, shards, mine)
     inputs.train = setup.strategy.distribute_datasets_from_function(
         lambda _: tfrecord_dataset(mine, cfg.image_size, shards.record_format, per_replica, cfg.seed + setup.index,
