@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -106,25 +107,52 @@ def check_subnet_free(prefix: str = PREFIX) -> None:
 
 def leftovers(prefix: str = PREFIX) -> list[str]:
     """Namespaces and links of ours still present (a run killed before its teardown)."""
-    names = [line.split()[0] for line in _ip("netns", "list").stdout.splitlines() if line.strip()]
     links = [link["ifname"] for link in json.loads(_ip("-j", "link", "show").stdout or "[]")]
-    return [n for n in names + links if n.startswith(prefix)]
+    return namespaces(prefix) + [name for name in links if name.startswith(prefix)]
 
 
-def create_network(hosts: int, prefix: str = PREFIX) -> Network:
-    """`hosts` namespaces on a new bridge; raises NetnsUnavailable, or RuntimeError when the subnet or the
-    names are taken. On any failure everything already made is removed again."""
+def namespaces(prefix: str = PREFIX) -> list[str]:
+    """Our network namespaces present on this machine."""
+    listed = [line.split()[0] for line in _ip("netns", "list").stdout.splitlines() if line.strip()]
+    return [name for name in listed if name.startswith(prefix)]
+
+
+def clear_idle_leftovers(prefix: str = PREFIX, say: Callable[[str], None] | None = None) -> list[str]:
+    """Removes what a killed run left (namespaces nothing runs in, their links, the bridge) and returns the names;
+    raises RuntimeError, naming the PIDs, when a process still runs in one (a cluster that is up: never touched).
+    A launcher between creating its namespaces and spawning its master (well under a second) looks idle too:
+    two clusters started at the same instant on one machine are not guarded against."""
+    found = leftovers(prefix)
+    if not found:
+        return []
+    busy = {name: pids(Host(name, name, "", "")) for name in namespaces(prefix)}
+    busy = {name: found_pids for name, found_pids in busy.items() if found_pids}
+    if busy:
+        running = "; ".join(f"{name}: pid {' '.join(map(str, found_pids))}" for name, found_pids in busy.items())
+        raise RuntimeError(f"a multi-host cluster already runs on this machine ({running}); stop it first: "
+                           "python -m tfos_facecnn.cluster stop --state-dir DIR (the cluster's)")
+    destroy_leftovers(prefix)
+    still = leftovers(prefix)
+    if still:
+        raise RuntimeError("namespaces/links of an earlier multi-host cluster could not be removed "
+                           f"({', '.join(still)}); remove them by hand: ip netns delete NAME, ip link delete NAME")
+    if say:
+        say("removed what an earlier multi-host cluster left behind, with nothing running in it: "
+            f"{', '.join(sorted(found))}")
+    return found
+
+
+def create_network(hosts: int, prefix: str = PREFIX, say: Callable[[str], None] | None = None) -> Network:
+    """`hosts` namespaces on a new bridge; raises NetnsUnavailable, or RuntimeError when the subnet is taken or
+    a cluster runs in namespaces of ours. Idle ones a killed run left are removed first (`say` tells). On any
+    failure everything already made is removed again."""
     reason = unavailable_reason()
     if reason:
         raise NetnsUnavailable(reason)
     if not 1 <= hosts <= MAX_HOSTS:
         raise ConfigError(f"--netns {hosts}: give 1 to {MAX_HOSTS} hosts")
     check_subnet_free(prefix)
-    taken = leftovers(prefix)
-    if taken:
-        raise RuntimeError(f"namespaces/links of an earlier multi-host cluster are still there ({', '.join(taken)}); "
-                           "remove them: python -m tfos_facecnn.cluster stop --state-dir DIR (the cluster's), or "
-                           "python -c 'from tfos_facecnn.netns import destroy_leftovers; destroy_leftovers()'")
+    clear_idle_leftovers(prefix, say)
     bridge = f"{prefix}br"
     members = tuple(Host(f"{prefix}{i}", f"{prefix}{i}", str(SUBNET[i]), f"{prefix}{i}r") for i in range(1, hosts + 1))
     network = Network(prefix, bridge, GATEWAY, members)
@@ -218,10 +246,10 @@ def destroy_network(network: Network) -> list[int]:
 
 
 def destroy_leftovers(prefix: str = PREFIX) -> list[str]:
-    """Removes namespaces, links and /etc/netns entries named with `prefix` (a crashed run's)."""
+    """Removes namespaces, links and /etc/netns entries named with `prefix` (a crashed run's), killing what runs
+    in them."""
     found = leftovers(prefix)
-    names = [n for n in _ip("netns", "list").stdout.split() if n.startswith(prefix)]
-    hosts = tuple(Host(n, n, "", f"{n}r") for n in names)
+    hosts = tuple(Host(name, name, "", f"{name}r") for name in namespaces(prefix))
     destroy_network(Network(prefix, f"{prefix}br", GATEWAY, hosts))
     for link in found:
         _ip("link", "delete", link, check=False)

@@ -293,7 +293,7 @@ def start_cluster(workers: int = 2, cores: int = 1, memory: str = "2g", host: st
     home = spark_home()
     log_dir = state / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    network = create_network(netns) if netns else None  # raises before anything else exists
+    network = create_network(netns, say=say) if netns else None  # raises before anything else exists
     master = network.hosts[0].address if network else host
     info = ClusterInfo(f"spark://{master}:{port}", f"http://{master}:{webui_port}", str(log_dir), str(state),
                        workers, cores, memory, uuid.uuid4().hex, (), network.to_dict() if network else None,
