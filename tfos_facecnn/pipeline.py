@@ -88,7 +88,13 @@ def feed_dataset(chunks: Callable[[], Iterator[list[tuple[bytes, int]]]], image_
     ).unbatch()
     dataset = dataset.shuffle(FEED_SHUFFLE_BUFFER, seed=seed)  # encoded: a cheap buffer to shuffle
     dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE).batch(per_replica_batch, drop_remainder=True)
-    return _as_model_input(tf, dataset).prefetch(PREFETCH_BATCHES).with_options(_options(tf))
+    dataset = _as_model_input(tf, dataset).prefetch(PREFETCH_BATCHES)
+    # The feed never ends (a node whose Spark feed ended tops up: modes.spark._FeedCounter); told so,
+    # MultiWorkerMirroredStrategy drops its partial-batch handling (get_next_as_optional: a collective
+    # per step on whether every worker still has data, and empty batches for one that has not, which
+    # TF 2.21's oneDNN Conv2D mishandles). A feed that did end fails here, loudly, instead.
+    return dataset.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY)).with_options(
+        _options(tf))
 
 
 def decode_file(path: str, image_size: int) -> np.ndarray:

@@ -91,16 +91,24 @@ def test_a_cache_setting_holds_the_images_that_fit_and_0_holds_none():
 
 
 def test_the_feed_pipeline_decodes_every_fed_image_into_model_batches():
+    import tensorflow as tf
+
     size = 8
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(12)]
     items = [(encode_pixels(image, "jpeg"), float(i % 2)) for i, image in enumerate(images)]
     chunks = [items[:7], items[7:]]
     dataset = feed_dataset(lambda: iter(chunks), size, per_replica_batch=4, seed=1)
-    batches = list(dataset.as_numpy_iterator())
-    assert [x.shape for x, _ in batches] == [(4, size, size, 3)] * 3  # 12 images, drop_remainder
+    stream = dataset.as_numpy_iterator()
+    batches = list(islice(stream, 3))
+    assert [x.shape for x, _ in batches] == [(4, size, size, 3)] * 3  # 12 images
     assert all(x.dtype == np.float32 for x, _ in batches)
     assert sorted(y for _, labels in batches for y in labels) == [0.0] * 6 + [1.0] * 6
+    # Declared endless (a node tops up), so tf.distribute hands out no partial or empty batches; a feed
+    # that ends anyway is an error, not a short epoch.
+    assert dataset.cardinality().numpy() == tf.data.INFINITE_CARDINALITY
+    with pytest.raises(tf.errors.FailedPreconditionError, match="expected to contain an infinite number"):
+        next(stream)
     options = dataset.options()
     assert options.autotune.enabled is False  # see pipeline._options: iterator teardown waited ~20 s
     assert options.experimental_distribute.auto_shard_policy.name == "OFF"
