@@ -178,17 +178,30 @@ def measure_c2(suite: Suite) -> dict[str, Any]:
 def _scaling(suite: Suite, mode: str, data_dir) -> dict[str, Any]:
     """Weak scaling, as MultiWorkerMirroredStrategy is meant to be used: every node trains batches of
     batch_size, so the global batch grows with the nodes (TF's multi-worker guide). Halving each node's
-    batch instead (global batch fixed) costs a 1-core node ~5% of its throughput by itself."""
+    batch instead (global batch fixed) costs a 1-core node ~5% of its throughput by itself. The one-node
+    and two-node runs are made in turns (as b with a0): this machine's speed drifts by 10-20% within
+    minutes, more than the efficiency being measured."""
     s = suite.settings
     two_node_batch = 2 * s.batch_size
-    one = one_node_runs(suite, mode, data_dir)
-    two = [suite.train(f"e_{mode}-2nodes-{r}", TWO_NODES, mode, data_dir, epochs=s.scaling_epochs,
-                       batch_size=two_node_batch) for r in range(1, s.repeats + 1)]
+    pairs = s.repeats if s.quick else max(s.repeats, ALTERNATED_PAIRS)
+    quick_one = s.quick and suite.runs.get(QUICK_ONE_NODE[mode])
+    one: list[TrainRun] = []
+    two: list[TrainRun] = []
+    for r in range(1, pairs + 1):
+        if not quick_one:
+            one.append(suite.train(f"e_{mode}-1node-{r}", ONE_NODE, mode, data_dir, epochs=s.scaling_epochs))
+        two.append(suite.train(f"e_{mode}-2nodes-{r}", TWO_NODES, mode, data_dir, epochs=s.scaling_epochs,
+                               batch_size=two_node_batch))
+    if quick_one:
+        one = one_node_runs(suite, mode, data_dir)
     rate_one, rate_two = steady_median(one), steady_median(two)
+    pair_ratios = [] if quick_one else [round(steady_median([b]) / (2 * steady_median([a])), 3)
+                                        for a, b in zip(one, two, strict=True)]
     return figure(f"scaling, InputMode.{mode.upper()}: {TWO_NODES} vs {one[0].master}, batch {s.batch_size} per node "
                   f"(global {s.batch_size} / {two_node_batch}), {suite.data.get('sized_x_images')} images",
                   rate_two / (2 * rate_one), "efficiency", one_node_images_per_s=rate_one,
-                  two_nodes_images_per_s=rate_two, runs=[run.summary() for run in one + two])
+                  two_nodes_images_per_s=rate_two, pair_ratios=pair_ratios,
+                  runs=[run.summary() for run in one + two])
 
 
 # --quick proves the suite: its one-node sides are the local[*] runs of b and c (other data, another master),
