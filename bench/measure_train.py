@@ -17,8 +17,9 @@ LOCAL = "local[*]"
 ONE_NODE = "local-cluster[1,1,2048]"
 TWO_NODES = "local-cluster[2,1,2048]"
 TWO_CORES = "local-cluster[1,2,2048]"  # k: one executor with two cores
-# b and the plain script (a0's peer) run in turns this many times: b/a0 is within a few per cent, and
-# single runs in sequence differ by more than that on a 2-core machine whose speed drifts
+# Figures compared with another run in turns (b with the plain script, e's two-node with its one-node
+# runs) make this many pairs: the ratios are within a few per cent, and single runs in sequence differ
+# by more than that on a 2-core machine whose speed drifts
 ALTERNATED_PAIRS = 3
 PREPARE_SHARDS = 4  # train shards of the prepared sets: a multiple of 1 and 2 nodes (measurement e)
 
@@ -44,6 +45,11 @@ def run_prepare(suite: Suite, data_dir: Path, out_dir: Path, name: str) -> RunRe
 def steady_median(runs: list[TrainRun]) -> float:
     """Median images/s over epochs >= 2 of every run (repeats pooled)."""
     return median([rate for run in runs for rate in steady(run.rates)])
+
+
+def alternated_pairs(s: Settings) -> int:
+    """Pairs of runs made in turns: --quick only proves the suite (its repeats, 1)."""
+    return s.repeats if s.quick else max(s.repeats, ALTERNATED_PAIRS)
 
 
 def worker_steady_median(outs: list[dict[str, Any]]) -> float:
@@ -99,10 +105,8 @@ def _mode_figure(suite: Suite, key: str, title: str, mode: str, data_dir, master
 def measure_b(suite: Suite) -> dict[str, Any]:
     """b, each run right after a run of the plain script: b/a0 compares runs made in turns, since this
     machine's speed drifts by 10-20% within minutes (BENCHMARKS.md, 2026-12-07)."""
-    s = suite.settings
-    pairs = s.repeats if s.quick else max(s.repeats, ALTERNATED_PAIRS)
     peers, runs = [], []
-    for r in range(1, pairs + 1):
+    for r in range(1, alternated_pairs(suite.settings) + 1):
         peers.append(_plain_run(suite, f"a0b-{r}"))
         runs.append(suite.train(f"b-{r}", LOCAL, "tensorflow", suite.prepared_dir))
     peer = worker_steady_median(peers)
@@ -183,17 +187,14 @@ def _scaling(suite: Suite, mode: str, data_dir) -> dict[str, Any]:
     minutes, more than the efficiency being measured."""
     s = suite.settings
     two_node_batch = 2 * s.batch_size
-    pairs = s.repeats if s.quick else max(s.repeats, ALTERNATED_PAIRS)
-    quick_one = s.quick and suite.runs.get(QUICK_ONE_NODE[mode])
-    one: list[TrainRun] = []
+    quick_one = suite.runs.get(QUICK_ONE_NODE[mode]) if s.quick else None  # see QUICK_ONE_NODE
+    one: list[TrainRun] = list(quick_one or [])
     two: list[TrainRun] = []
-    for r in range(1, pairs + 1):
+    for r in range(1, alternated_pairs(s) + 1):
         if not quick_one:
             one.append(suite.train(f"e_{mode}-1node-{r}", ONE_NODE, mode, data_dir, epochs=s.scaling_epochs))
         two.append(suite.train(f"e_{mode}-2nodes-{r}", TWO_NODES, mode, data_dir, epochs=s.scaling_epochs,
                                batch_size=two_node_batch))
-    if quick_one:
-        one = one_node_runs(suite, mode, data_dir)
     rate_one, rate_two = steady_median(one), steady_median(two)
     pair_ratios = [] if quick_one else [round(steady_median([b]) / (2 * steady_median([a])), 3)
                                         for a, b in zip(one, two, strict=True)]
