@@ -228,6 +228,40 @@ def _prepared_x(suite: Suite) -> Path:
     return suite.prepared_x_dir
 
 
+def _peers_run(suite: Suite, name: str, workers: int, independent: bool = False) -> dict[str, Any]:
+    s = suite.settings
+    return run_worker(suite, name, "worker_tf.py", "peers", "--prepared", str(_prepared_x(suite)),
+                      "--image-size", str(s.image_size), "--batch-size", str(s.batch_size),
+                      "--epochs", str(s.scaling_epochs), "--workers", str(workers),
+                      "--timeout", str(s.run_timeout_s), *(["--independent"] if independent else []))
+
+
+def measure_e0(suite: Suite) -> dict[str, Any]:
+    """e's peer: the plain script's scaling on this machine, without Spark or the job. In turns, each pair
+    of one process alone (1-thread pools, as a node on a 1-core executor), two processes under
+    MultiWorkerMirroredStrategy over 127.0.0.1 (batch_size each, as e) and two independent processes
+    (no communication: what the machine gives two trainings at once, the ceiling of any 2-node
+    figure here). The value is the MultiWorkerMirroredStrategy efficiency; e_MODE / e0 is then what the
+    job itself costs the scaling."""
+    alone, synced, independent = [], [], []
+    for r in range(1, alternated_pairs(suite.settings) + 1):
+        alone.append(_peers_run(suite, f"e0-alone-{r}", 1))
+        synced.append(_peers_run(suite, f"e0-mwms-{r}", 2))
+        independent.append(_peers_run(suite, f"e0-independent-{r}", 2, independent=True))
+    rate_one = worker_steady_median(alone)
+    rate_synced, rate_independent = worker_steady_median(synced), worker_steady_median(independent)
+    return figure("scaling of the plain script, no Spark: 2 processes under MultiWorkerMirroredStrategy "
+                  f"(127.0.0.1) vs 1, 1-thread pools, batch {suite.settings.batch_size} per process",
+                  rate_synced / (2 * rate_one), "efficiency", one_process_images_per_s=rate_one,
+                  two_synced_images_per_s=rate_synced,
+                  two_independent_images_per_s=rate_independent,
+                  independent_efficiency=rate_independent / (2 * rate_one),
+                  pair_ratios=[round(worker_steady_median([b]) / (2 * worker_steady_median([a])), 3)
+                               for a, b in zip(alone, synced, strict=True)],
+                  images_per_s_by_kind={kind: [out["images_per_s"] for out in outs] for kind, outs in
+                                        (("alone", alone), ("mwms", synced), ("independent", independent))})
+
+
 def measure_e_tensorflow(suite: Suite) -> dict[str, Any]:
     return _scaling(suite, "tensorflow", _prepared_x(suite))
 

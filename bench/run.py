@@ -11,6 +11,7 @@ entry and the suite goes on. Writes results.json (machine, figures, ratios vs ta
   c   InputMode.SPARK, 1 node, local[*], the same images at training size   images/s   c/b >= 0.85
   c2  InputMode.SPARK from the raw JPEGs, with decode ms/image beside it    images/s
   d   prepare job vs naive Pillow decode + resize                           images/s/core, >= 1.5x
+  e0  e's peer: 2 plain scripts under MultiWorkerMirroredStrategy vs 1, no Spark  efficiency, in turns
   e   2 x 1-core nodes vs 1 x 1-core node, each input mode                  efficiency >= 0.9 / 0.8, in turns
   f   spark-submit to the first training step, local[*]                     s <= 20
   g   peak RSS of the TF node and the Python worker at N and 4N images      growth <= 10%
@@ -46,6 +47,7 @@ MEASUREMENTS = [  # in order: f reads b's and c's runs, h uses b's model, i the 
     ("f", measure_train.measure_f),
     ("d", measure_other.measure_d),
     ("h", measure_other.measure_h),
+    ("e0", measure_train.measure_e0),
     ("e_tensorflow", measure_train.measure_e_tensorflow),
     ("e_spark", measure_train.measure_e_spark),
     ("g", measure_train.measure_g),

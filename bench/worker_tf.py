@@ -7,6 +7,8 @@ last stdout line, as JSON.
   predict        tfos_facecnn.inference.predict_paths in one process (figure h's reference)
   decode         decode_image and a naive Pillow decode + resize, ms per image (c2, d)
   ceiling        the model's training FLOPs per image and the machine's fp32 matmul peak (i)
+  peers          N plain tf.keras scripts at once: MultiWorkerMirroredStrategy over 127.0.0.1, or
+                 independent (no communication); e0, the peer of the job's scaling (e)
 """
 
 from __future__ import annotations
@@ -197,6 +199,75 @@ def ceiling(args) -> dict:
             **model_flops(job_config(args.image_size, 32, 1))}
 
 
+def peers(args) -> dict:
+    """N copies of the plain script at once, each with the thread pools the job gives a node on a 1-core
+    executor: --workers 1 alone; --workers 2 under MultiWorkerMirroredStrategy (TF_CONFIG on
+    127.0.0.1, batch_size per worker, as the job's weak scaling); --independent, each its own fit (no
+    communication: what the machine gives two processes training at once). images_per_s: per epoch,
+    summed over the processes (MultiWorkerMirroredStrategy's epochs end together: the chief's x N)."""
+    import socket
+    import subprocess
+
+    ports = []
+    for _ in range(args.workers):
+        with socket.socket() as probe:  # free ports now; a clash fails the run loudly, never silently
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    common = ["--prepared", args.prepared, "--image-size", str(args.image_size), "--batch-size",
+              str(args.batch_size), "--epochs", str(args.epochs), "--threads", str(args.threads)]
+    children = [subprocess.Popen([sys.executable, __file__, "peer", *common, "--index", str(i), "--ports",
+                                  ",".join(map(str, ports)), *(["--independent"] if args.independent else [])],
+                                 stdout=subprocess.PIPE, text=True) for i in range(args.workers)]
+    outs = []
+    for child in children:
+        stdout, _ = child.communicate(timeout=args.timeout)
+        if child.returncode != 0:
+            raise RuntimeError(f"peer process {len(outs)} exited {child.returncode} (its traceback is on stderr above)")
+        outs.append(json.loads(stdout.strip().splitlines()[-1]))
+    rates = [sum(epoch) for epoch in zip(*(out["images_per_s"] for out in outs), strict=True)]
+    return {"images_per_s": rates, "per_process": [out["images_per_s"] for out in outs], "workers": args.workers,
+            "independent": args.independent, "threads": args.threads, "steps_per_epoch": outs[0]["steps_per_epoch"]}
+
+
+def peer(args) -> dict:
+    """One process of `peers`: the training images decoded into memory (uint8, cast per batch), fit."""
+    ports = args.ports.split(",")
+    if len(ports) > 1 and not args.independent:
+        os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                                              "task": {"type": "worker", "index": args.index}})
+    import numpy as np
+    import tensorflow as tf
+
+    from tfos_facecnn.data.tfrecords import read_examples
+    from tfos_facecnn.model import build_from_config
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    distributed = "TF_CONFIG" in os.environ
+    # before any op runs: MultiWorkerMirroredStrategy configures the collectives at TF's start-up
+    strategy = tf.distribute.MultiWorkerMirroredStrategy() if distributed else tf.distribute.get_strategy()
+    cfg = job_config(args.image_size, args.batch_size, args.epochs)
+    root = Path(args.prepared)
+    manifest = json.loads((root / "manifest.json").read_text())
+    examples = [example for shard in manifest["shards"]["train"]
+                for example in read_examples(str(root / shard["file"]), cfg.image_size, manifest["record_format"])]
+    x = np.stack([pixels for pixels, _, _ in examples]).astype(np.uint8)
+    y = np.asarray([label for _, label, _ in examples], dtype=np.float32)
+    workers = len(ports) if distributed else 1
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    # each worker every image per epoch, batch_size per worker: the global batch is batch_size x workers
+    dataset = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=cfg.seed + args.index).repeat()
+               .batch(cfg.batch_size * workers, drop_remainder=True)
+               .map(lambda images, labels: (tf.cast(images, tf.float32), labels)).prefetch(2).with_options(options))
+    with strategy.scope():
+        model = build_from_config(cfg, training=True)
+    steps = len(x) // cfg.batch_size
+    seconds: list[float] = []
+    model.fit(dataset, epochs=cfg.epochs, steps_per_epoch=steps, callbacks=[epoch_timer(seconds)], verbose=0)
+    return {"images_per_s": [steps * cfg.batch_size / s for s in seconds], "steps_per_epoch": steps}
+
+
 def _timed(fn) -> float:
     started = time.perf_counter()
     fn()
@@ -231,9 +302,22 @@ def main(argv=None) -> int:
     p.add_argument("--image-size", type=int, required=True)
     p.add_argument("--matmul-size", type=int, default=2048)
     p.add_argument("--matmul-repeats", type=int, default=5)
+    for name in ("peers", "peer"):
+        p = sub.add_parser(name)
+        p.add_argument("--prepared", required=True)
+        p.add_argument("--image-size", type=int, required=True)
+        p.add_argument("--batch-size", type=int, required=True, help="per process")
+        p.add_argument("--epochs", type=int, required=True)
+        p.add_argument("--threads", type=int, default=1, help="TF's intra- and inter-op pools per process")
+        p.add_argument("--independent", action="store_true")
+    peers_parser, peer_parser = sub.choices["peers"], sub.choices["peer"]
+    peers_parser.add_argument("--workers", type=int, required=True)
+    peers_parser.add_argument("--timeout", type=float, default=600.0, help="seconds per process")
+    peer_parser.add_argument("--index", type=int, required=True)
+    peer_parser.add_argument("--ports", required=True)
     args = parser.parse_args(argv)
     handler = {"baseline": baseline, "plain": plain, "export-images": export_images, "predict": predict,
-               "decode": decode, "ceiling": ceiling}[args.command]
+               "decode": decode, "ceiling": ceiling, "peers": peers, "peer": peer}[args.command]
     print(json.dumps(handler(args)), flush=True)
     return 0
 

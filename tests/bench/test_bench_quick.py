@@ -13,8 +13,9 @@ import pytest
 from tests.conftest import REPO, spark_env
 
 pytestmark = pytest.mark.spark
-FIGURES = ("a0", "a", "b", "j", "c", "c2", "d", "e_tensorflow", "e_spark", "f", "g", "h", "k", "i")
-RATIOS = ("b/a", "b/a0", "c/a0", "j/b", "c/b", "d", "e_tensorflow", "e_spark", "f_tensorflow", "f_spark", "g_tf_node",
+FIGURES = ("a0", "a", "b", "j", "c", "c2", "d", "e0", "e_tensorflow", "e_spark", "f", "g", "h", "k", "i")
+RATIOS = ("b/a", "b/a0", "c/a0", "j/b", "c/b", "d", "e0", "e0_independent", "e_tensorflow", "e_spark",
+          "e_tensorflow/e0", "e_spark/e0", "f_tensorflow", "f_spark", "g_tf_node",
           "g_python_worker", "h", "k", "i")
 
 
@@ -37,6 +38,9 @@ def test_quick_suite_measures_every_figure(tmp_path: Path):
         assert figure["value"] > 0 and figure["unit"], (key, figure)
     b = results["figures"]["b"]["detail"]  # b/a0 from runs made in turns: one pair in a quick run
     assert b["a0_alternated_images_per_s"] > 0 and len(b["pair_ratios"]) == len(b["runs"]) == 1
+    e0 = results["figures"]["e0"]["detail"]  # each of its three kinds of run made once, all trained
+    assert e0["two_independent_images_per_s"] > 0 and e0["independent_efficiency"] > 0
+    assert [len(e0["images_per_s_by_kind"][kind]) for kind in ("alone", "mwms", "independent")] == [1, 1, 1]
     for name in RATIOS:
         ratio = results["ratios"][name]
         assert ratio["value"] is not None and "error" not in ratio, (name, ratio)
