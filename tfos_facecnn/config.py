@@ -17,6 +17,7 @@ import yaml
 from .modes import INPUT_MODES  # the registry of input modes; it imports nothing of the package
 
 VARIANTS = ("base", "l1", "l2", "dropout")
+FEED_CACHES = ("memory_and_disk", "disk_only")  # modes.spark.FEED_STORAGE_LEVELS maps them to Spark's levels
 ALL_VARIANTS = "all"  # train every variant with the same data and seed, then compare them
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical", "none")
 
@@ -101,6 +102,11 @@ class TrainConfig:
     # SPARK mode: cache a node's decoded validation images in its memory when they fit in this many MB.
     # 0 (default): decode them every epoch, so a node's memory does not grow with the data set.
     cache_limit_mb: int = 0
+    # SPARK mode: where executors keep the encoded training images between epochs (Spark storage levels).
+    # memory_and_disk: in the executors' heap, spilling to local disk past it, so an executor JVM grows
+    # with the data set up to its memory; disk_only: Spark's local dir (read back through the OS page
+    # cache), the JVM stays flat.
+    feed_cache: str = "memory_and_disk"
     # TENSORFLOW mode: a node decodes its training images once and keeps them in memory (uint8, 367 KB an
     # image at 350 px) when its share fits in this many MB, instead of decoding them every epoch: ~10%
     # more images/s on 2 cores (BENCHMARKS.md). 512 MB holds ~1,400 images at 350 px; above it memory
@@ -170,6 +176,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "input_mode": INPUT_MODES,
     "variant": (*VARIANTS, ALL_VARIANTS),
     "flip": FLIP_MODES,
+    "feed_cache": FEED_CACHES,
 }
 
 

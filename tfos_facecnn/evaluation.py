@@ -85,17 +85,17 @@ def score_raw(sc, model_path: str, items: Sequence[tuple[str, int]], storage_opt
 
 def _shard_partition(model, image_size: int, record_format: str, storage_options: dict[str, Any]) -> Callable:
     def run(paths: Iterable[str]) -> Iterator[tuple[str, int, float]]:
-        from .data.tfrecords import read_examples
-        from .pipeline import predict_arrays
+        from .data.tfrecords import iter_examples
+        from .inference import BATCH
+        from .pipeline import predict_examples
 
         storage.configure(storage_options)
         loaded = model.load()
         for path in paths:
             with storage.local_copy(path) as local:
-                examples = read_examples(local, image_size, record_format)
-            probabilities = predict_arrays(loaded, [pixels for pixels, _, _ in examples], 64)
-            for (_, label, source), p in zip(examples, probabilities, strict=True):
-                yield source, label, float(p)
+                sources, labels, probabilities = predict_examples(
+                    loaded, iter_examples([local], image_size, record_format), BATCH)
+            yield from zip(sources, labels, map(float, probabilities), strict=True)
 
     return run
 
@@ -125,16 +125,15 @@ def images_from_files(names: Sequence[str], image_size: int) -> list[np.ndarray]
 
 
 def images_from_shards(prepared_dir: str, manifest: dict[str, Any], split: str, names: Sequence[str]) -> list:
-    from .data.tfrecords import read_examples
+    from .data.tfrecords import iter_examples
 
     wanted, found = set(names), {}
     for name in SPLITS if split == "all" else (split,):
         for shard in manifest["shards"][name]:
             with storage.local_copy(storage.join(prepared_dir, shard["file"])) as local:
-                examples = read_examples(local, manifest["image_size"], manifest["record_format"])
-            for pixels, _, source in examples:
-                if source in wanted:
-                    found[source] = pixels
+                for pixels, _, source in iter_examples([local], manifest["image_size"], manifest["record_format"]):
+                    if source in wanted:
+                        found[source] = pixels
             if len(found) == len(wanted):
                 return [found[n] for n in names]
     return [found[n] for n in names if n in found]

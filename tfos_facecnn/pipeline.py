@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -190,6 +190,26 @@ def predict_arrays(model, pixels: Sequence[np.ndarray], batch_size: int) -> np.n
         for start in range(0, len(pixels), batch_size)
     ]
     return np.concatenate(probabilities) if probabilities else np.zeros((0,), dtype=np.float32)
+
+
+def predict_examples(model, examples: Iterable[tuple[np.ndarray, int, str]], batch_size: int
+                     ) -> tuple[list[str], list[int], np.ndarray]:
+    """(pixels, label, source) records, streamed -> their sources, labels and P(face), predicting one
+    batch at a time: memory holds one batch of images, not the split."""
+    sources: list[str] = []
+    labels: list[int] = []
+    probabilities: list[np.ndarray] = []
+    batch: list[np.ndarray] = []
+    for pixels, label, source in examples:
+        batch.append(pixels)
+        sources.append(source)
+        labels.append(label)
+        if len(batch) == batch_size:
+            probabilities.append(predict_arrays(model, batch, batch_size))
+            batch = []
+    if batch:
+        probabilities.append(predict_arrays(model, batch, batch_size))
+    return sources, labels, np.concatenate(probabilities) if probabilities else np.zeros((0,), dtype=np.float32)
 
 
 def predict_files(model, paths: Sequence[str], image_size: int, batch_size: int) -> np.ndarray:

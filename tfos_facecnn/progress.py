@@ -25,6 +25,7 @@ NOT_IN_FINGERPRINT = {
     "reservation_timeout", "feed_timeout",
     "finish_timeout", "node_timeout", "collective_timeout", "cache_limit_mb", "report", "overwrite", "verbose",
     "tracking",
+    "feed_cache",  # where Spark keeps the fed images: the same images in the same order
     "train_cache_mb",  # decoded once or every epoch: the same images, only the shuffle's order differs
     "shard_cache_mb", "storage",  # storage options may hold credentials: never written into progress.json
 }

@@ -32,6 +32,7 @@ def test_shipped_yaml_resolves_to_the_defaults():
     ({"batch_size": -4}, "'batch_size': -4 is out of range"),
     ({"variant": "huge"}, "'variant': 'huge' is not one of base, l1, l2, dropout"),
     ({"input_mode": "magic"}, "'input_mode'"),
+    ({"feed_cache": "memory"}, "'feed_cache': 'memory' is not one of memory_and_disk, disk_only"),
     ({"learning_rate": True}, "'learning_rate': expected a number"),
     ({"augment": {"flip": "diagonal"}}, "'flip'"),
     ({"image_size": 38}, "'image_size': 38 is out of range \\[39, 4096\\]"),
@@ -59,3 +60,14 @@ def test_cli_rejects_unknown_choices(capsys):
     with pytest.raises(SystemExit):
         parse_train_args(["--variant", "huge"])
     assert "invalid choice: 'huge'" in capsys.readouterr().err
+
+
+def test_every_feed_cache_setting_names_a_spark_storage_level():
+    from pyspark import StorageLevel
+
+    from tfos_facecnn.config import FEED_CACHES
+    from tfos_facecnn.modes.spark import FEED_STORAGE_LEVELS
+
+    assert set(FEED_STORAGE_LEVELS) == set(FEED_CACHES)
+    levels = {name: getattr(StorageLevel, level) for name, level in FEED_STORAGE_LEVELS.items()}
+    assert levels["disk_only"].useMemory is False and levels["memory_and_disk"].useMemory is True

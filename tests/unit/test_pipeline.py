@@ -8,7 +8,7 @@ import pytest
 
 from tfos_facecnn.data.tfrecords import encode_pixels
 from tfos_facecnn.modes.spark import epoch_chunks, epoch_pads
-from tfos_facecnn.pipeline import feed_dataset, fits_in_memory, tfrecord_dataset
+from tfos_facecnn.pipeline import feed_dataset, fits_in_memory, predict_examples, tfrecord_dataset
 
 
 def test_an_epoch_of_a_partition_feeds_each_image_once_plus_its_padding_in_a_new_order():
@@ -81,6 +81,33 @@ def test_a_worker_whose_share_fits_in_memory_reads_and_decodes_its_shards_once(t
     epochs = [later[e * total:(e + 1) * total] for e in range(3)]
     assert all(sorted(epoch) == list(range(total)) for epoch in epochs)
     assert len({tuple(epoch) for epoch in [first, *epochs]}) > 1  # reshuffled between epochs
+
+
+def test_a_splits_predictions_stream_its_shards_holding_one_batch_of_images_at_a_time(tmp_path):
+    """The test split of a 20,000-image set decoded at once was +400 MB of a TF node (BENCHMARKS.md)."""
+    from tfos_facecnn.data.tfrecords import iter_examples
+
+    paths, total = _raw_shards(tmp_path, [5, 3, 4])
+    pulled, held_at_predict = [0], []
+
+    def counted(examples):
+        for example in examples:
+            pulled[0] += 1
+            yield example
+
+    class Model:  # P(face) = the record's number / 100: which image each probability belongs to
+        predicted = 0
+
+        def predict_on_batch(self, batch):
+            held_at_predict.append(pulled[0] - self.predicted)
+            self.predicted += len(batch)
+            return batch[:, 0, 0, :1] / 100.0
+
+    sources, labels, probabilities = predict_examples(Model(), counted(iter_examples(paths, 2, "raw")), 5)
+    assert sources == [str(n) for n in range(total)] and labels == [n % 2 for n in range(total)]
+    assert np.allclose(probabilities, np.arange(total) / 100.0)
+    assert held_at_predict == [5, 5, 2]  # read as far as the batch predicted, never the whole split
+    assert predict_examples(Model(), iter([]), 5)[2].shape == (0,)
 
 
 def test_a_cache_setting_holds_the_images_that_fit_and_0_holds_none():

@@ -192,6 +192,10 @@ def _write_heldout(cfg: TrainConfig, decoded: Any, checked: list[DecodedImage], 
     return ShardPlan(pcfg.output_dir, pcfg.record_format, manifest["shards"])
 
 
+# config.FEED_CACHES -> pyspark.StorageLevel's names (pyspark is imported on the driver only)
+FEED_STORAGE_LEVELS = {"memory_and_disk": "MEMORY_AND_DISK", "disk_only": "DISK_ONLY"}
+
+
 def _plan_feed(sc, cfg: TrainConfig, data: RawData | TableSource, nodes: int, epochs: int) -> DriverPlan:
     """Decode every image once on the executors (training images cached for all epochs, val/test only
     checked, or a table's written as shards), list the bad files, and feed the cached training images for
@@ -219,7 +223,8 @@ def _plan_feed(sc, cfg: TrainConfig, data: RawData | TableSource, nodes: int, ep
     # Balanced partitions: a shuffle of the small encoded images (once, cached) rather than a coalesce
     # of decode tasks that hold different numbers of training images. Chunked after the cache, on every
     # epoch: chunking reshuffles a partition's images each time it is fed.
-    feed = training.map(lambda d: (d.jpeg, d.label)).repartition(partitions).persist(StorageLevel.MEMORY_AND_DISK)
+    feed = training.map(lambda d: (d.jpeg, d.label)).repartition(partitions).persist(
+        getattr(StorageLevel, FEED_STORAGE_LEVELS[cfg.feed_cache]))
     sizes = feed.mapPartitions(lambda items: [sum(1 for _ in items)]).collect()  # caches the feed
     # Only the feed is read from here on. Two copies of the training images in executor memory (the
     # decode stage's and the feed's) ran a 2 GB local[*] driver out of heap at 14,000 images.

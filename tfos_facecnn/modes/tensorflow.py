@@ -20,7 +20,7 @@ from ..data.records import check_splits_usable
 from ..data.source import RawData, raw_data
 from ..data.split import TEST, TRAIN, VAL
 from ..data.table import TableSource
-from ..pipeline import fits_in_memory, predict_arrays, steps_for, tfrecord_dataset, worker_share
+from ..pipeline import fits_in_memory, predict_examples, steps_for, tfrecord_dataset, worker_share
 from .base import DriverPlan, InputMode, NodeInputs, NodeSetup, Predictions, val_steps
 
 PREPARED_TASKS_PER_CORE = 2  # train shards of an automatic preparation: per core of Spark's parallelism
@@ -97,7 +97,7 @@ def shard_inputs(setup: NodeSetup, shards: ShardPlan, train: Sequence[str] = ())
     the returned inputs' `train` is the caller's to set. Shards on storage are fetched to local disk in
     the background, `train` shards first (TF 2.21's TFRecordDataset opens neither s3:// nor hdfs://);
     local shards are read where they are."""
-    from ..data.tfrecords import read_examples
+    from ..data.tfrecords import iter_examples
     from ..storage.shard_cache import ShardCache
 
     cfg, per_replica = setup.plan.config, setup.per_replica_batch
@@ -113,9 +113,8 @@ def shard_inputs(setup: NodeSetup, shards: ShardPlan, train: Sequence[str] = ())
         setup.node_batch)
 
     def test_predictions(model: Any) -> Predictions:
-        examples = [e for path in tests for e in read_examples(cache.local(path), cfg.image_size,
-                                                               shards.record_format)]
-        return _predictions(cfg, examples, model)
+        local = (cache.local(path) for path in tests)
+        return predict_examples(model, iter_examples(local, cfg.image_size, shards.record_format), cfg.batch_size)
 
     return NodeInputs(None, val, steps, test_predictions, close=cache.close), cache
 
@@ -140,21 +139,16 @@ def _node_inputs(setup: NodeSetup) -> NodeInputs:
     return inputs
 
 
-def _predictions(cfg: TrainConfig, examples: list, model: Any) -> Predictions:
-    """(pixels, label, source) records -> the test split's predictions."""
-    probabilities = predict_arrays(model, [pixels for pixels, _, _ in examples], cfg.batch_size)
-    return [source for _, _, source in examples], [label for _, label, _ in examples], probabilities
-
-
 def shard_test_predictions(cfg: TrainConfig, shards: ShardPlan, model: Any) -> Predictions:
     """The test split's predictions from a plan's test shards, read on the driver (a re-export)."""
-    from ..data.tfrecords import read_examples
+    from ..data.tfrecords import iter_examples
 
-    examples = []
-    for path, _ in shards.files(TEST):
-        with storage.local_copy(path) as local:
-            examples += read_examples(local, cfg.image_size, shards.record_format)
-    return _predictions(cfg, examples, model)
+    def examples():
+        for path, _ in shards.files(TEST):
+            with storage.local_copy(path) as local:
+                yield from iter_examples([local], cfg.image_size, shards.record_format)
+
+    return predict_examples(model, examples(), cfg.batch_size)
 
 
 class TensorflowMode(InputMode):
