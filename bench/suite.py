@@ -117,10 +117,11 @@ class Suite:
 
     def train(self, name: str, master: str, mode: str, data_dir: Path | str, epochs: int | None = None,
               memory: bool = False, batch_size: int | None = None, env: dict[str, str] | None = None,
-              output_root: str | None = None, fs: Any = None, conf: dict[str, str] | None = None) -> TrainRun:
+              output_root: str | None = None, fs: Any = None, conf: dict[str, str] | None = None,
+              job_args: tuple[str, ...] = ()) -> TrainRun:
         """One jobs/train.py run. `env`: extra variables for spark-submit (over spark_env()); `output_root`:
         a storage URL (s3://...) that holds the run's model/ and export/ instead of work/runs/NAME, with `fs`
-        the fsspec filesystem to read its history.json back."""
+        the fsspec filesystem to read its history.json back; `job_args`: more jobs/train.py options."""
         s = self.settings
         batch_size = batch_size or s.batch_size
         if output_root:
@@ -135,7 +136,7 @@ class Suite:
             "train.py", master, "--input-mode", mode, "--data-dir", str(data_dir),
             "--image-size", str(s.image_size), "--batch-size", str(batch_size),
             "--epochs", str(epochs or s.epochs), "--model-dir", str(model),
-            "--export-dir", str(export), "--no-report", conf=conf,
+            "--export-dir", str(export), "--no-report", *job_args, conf=conf,
         )
         run_env = {**spark_env(), **env} if env else None
         result = run_streaming(command, s.run_timeout_s, self.log(name), memory=memory,

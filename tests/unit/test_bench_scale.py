@@ -8,12 +8,12 @@ from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO))
 
-from bench.scale import _is_jvm, compare  # noqa: E402
+from bench.scale import RUNS, _is_jvm, compare  # noqa: E402
 
 
 def _size(ms: float, node_mb: float) -> dict:
     return {mode: {"ms_per_image": ms, "peak_rss_mb": {"tf_node": node_mb, "driver_python": 500.0, "jvm": None}}
-            for mode in ("tensorflow", "spark")}
+            for mode in RUNS}
 
 
 def test_growth_is_judged_against_the_ten_percent_bars():
@@ -22,6 +22,7 @@ def test_growth_is_judged_against_the_ten_percent_bars():
     assert flat["peak_rss_growth"] == {"tf_node": 0.05, "driver_python": 0.0}  # no figure, no ratio
     grown = compare(_size(10.0, 1000.0), _size(12.0, 1200.0))["spark"]
     assert not grown["time_passed"] and not grown["memory_passed"]
+    assert set(compare(_size(10.0, 1000.0), _size(10.0, 1000.0))) == set(RUNS)  # every run compared
 
 
 def test_the_jvm_is_found_under_its_launcher_name():
