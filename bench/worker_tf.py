@@ -49,6 +49,21 @@ def epoch_timer(seconds: list[float]):
     return Timer()
 
 
+def training_images(prepared: str, image_size: int):
+    """A prepared set's training images decoded into memory, as the plain script holds them: (uint8 pixels
+    N x size x size x 3, float32 labels)."""
+    import numpy as np
+
+    from tfos_facecnn.data.tfrecords import iter_examples
+
+    root = Path(prepared)
+    manifest = json.loads((root / "manifest.json").read_text())
+    files = [str(root / shard["file"]) for shard in manifest["shards"]["train"]]
+    examples = list(iter_examples(files, image_size, manifest["record_format"]))
+    return (np.stack([pixels for pixels, _, _ in examples]),
+            np.asarray([label for _, label, _ in examples], dtype=np.float32))
+
+
 def baseline(args) -> dict:
     import tensorflow as tf
 
@@ -78,16 +93,11 @@ def plain(args) -> dict:
     the training images decoded into memory once, model.fit on the arrays."""
     import numpy as np
 
-    from tfos_facecnn.data.tfrecords import read_examples
     from tfos_facecnn.model import build_from_config
 
     cfg = job_config(args.image_size, args.batch_size, args.epochs)
-    root = Path(args.prepared)
-    manifest = json.loads((root / "manifest.json").read_text())
-    examples = [example for shard in manifest["shards"]["train"]
-                for example in read_examples(str(root / shard["file"]), cfg.image_size, manifest["record_format"])]
-    x = np.stack([pixels for pixels, _, _ in examples]).astype(np.float32)
-    y = np.asarray([label for _, label, _ in examples], dtype=np.float32)
+    x, y = training_images(args.prepared, cfg.image_size)
+    x = x.astype(np.float32)
     model = build_from_config(cfg, training=True)
     seconds: list[float] = []
     model.fit(x, y, batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True, callbacks=[epoch_timer(seconds)],
@@ -235,10 +245,8 @@ def peer(args) -> dict:
     if len(ports) > 1 and not args.independent:
         os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
                                               "task": {"type": "worker", "index": args.index}})
-    import numpy as np
     import tensorflow as tf
 
-    from tfos_facecnn.data.tfrecords import read_examples
     from tfos_facecnn.model import build_from_config
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
@@ -247,12 +255,7 @@ def peer(args) -> dict:
     # before any op runs: MultiWorkerMirroredStrategy configures the collectives at TF's start-up
     strategy = tf.distribute.MultiWorkerMirroredStrategy() if distributed else tf.distribute.get_strategy()
     cfg = job_config(args.image_size, args.batch_size, args.epochs)
-    root = Path(args.prepared)
-    manifest = json.loads((root / "manifest.json").read_text())
-    examples = [example for shard in manifest["shards"]["train"]
-                for example in read_examples(str(root / shard["file"]), cfg.image_size, manifest["record_format"])]
-    x = np.stack([pixels for pixels, _, _ in examples]).astype(np.uint8)
-    y = np.asarray([label for _, label, _ in examples], dtype=np.float32)
+    x, y = training_images(args.prepared, cfg.image_size)
     workers = len(ports) if distributed else 1
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF

@@ -105,7 +105,7 @@ class TrainConfig:
     # SPARK mode: where executors keep the encoded training images between epochs (Spark storage levels).
     # memory_and_disk: in the executors' heap, spilling to local disk past it, so an executor JVM grows
     # with the data set up to its memory; disk_only: Spark's local dir (read back through the OS page
-    # cache), the JVM stays flat.
+    # cache): at 20,000 images the JVM's peak grew 53% instead of 269% (BENCHMARKS.md).
     feed_cache: str = "memory_and_disk"
     # TENSORFLOW mode: a node decodes its training images once and keeps them in memory (uint8, 367 KB an
     # image at 350 px) when its share fits in this many MB, instead of decoding them every epoch: ~10%
