@@ -229,11 +229,18 @@ def peers(args) -> dict:
                                   ",".join(map(str, ports)), *(["--independent"] if args.independent else [])],
                                  stdout=subprocess.PIPE, text=True) for i in range(args.workers)]
     outs = []
-    for child in children:
-        stdout, _ = child.communicate(timeout=args.timeout)
-        if child.returncode != 0:
-            raise RuntimeError(f"peer process {len(outs)} exited {child.returncode} (its traceback is on stderr above)")
-        outs.append(json.loads(stdout.strip().splitlines()[-1]))
+    try:
+        for child in children:
+            stdout, _ = child.communicate(timeout=args.timeout)
+            if child.returncode != 0:
+                raise RuntimeError(f"peer process {len(outs)} exited {child.returncode} "
+                                   "(its traceback is on stderr above)")
+            outs.append(json.loads(stdout.strip().splitlines()[-1]))
+    finally:  # a failed or hung peer: the other one would wait on its collectives, holding a core
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
     rates = [sum(epoch) for epoch in zip(*(out["images_per_s"] for out in outs), strict=True)]
     return {"images_per_s": rates, "per_process": [out["images_per_s"] for out in outs], "workers": args.workers,
             "independent": args.independent, "threads": args.threads, "steps_per_epoch": outs[0]["steps_per_epoch"]}

@@ -184,38 +184,40 @@ def tfrecord_dataset(files: Sequence[str], image_size: int, record_format: str, 
     return _as_model_input(tf, batches).prefetch(PREFETCH_BATCHES).with_options(_options(tf))
 
 
-def predict_arrays(model, pixels: Sequence[np.ndarray], batch_size: int) -> np.ndarray:
-    probabilities = [
-        model.predict_on_batch(np.stack(pixels[start:start + batch_size]).astype(np.float32)).reshape(-1)
-        for start in range(0, len(pixels), batch_size)
-    ]
+def predict_stream(model, pixels: Iterable[np.ndarray], batch_size: int) -> np.ndarray:
+    """P(face) for each image of a stream, predicted batch_size at a time: memory holds one batch of
+    images, whatever the stream's length (no distribution strategy involved)."""
+    def predict(batch: list[np.ndarray]) -> np.ndarray:
+        return model.predict_on_batch(np.stack(batch).astype(np.float32)).reshape(-1)
+
+    probabilities: list[np.ndarray] = []
+    batch: list[np.ndarray] = []
+    for image in pixels:
+        batch.append(image)
+        if len(batch) == batch_size:
+            probabilities.append(predict(batch))
+            batch = []
+    if batch:
+        probabilities.append(predict(batch))
     return np.concatenate(probabilities) if probabilities else np.zeros((0,), dtype=np.float32)
 
 
 def predict_examples(model, examples: Iterable[tuple[np.ndarray, int, str]], batch_size: int
                      ) -> tuple[list[str], list[int], np.ndarray]:
-    """(pixels, label, source) records, streamed -> their sources, labels and P(face), predicting one
-    batch at a time: memory holds one batch of images, not the split."""
+    """(pixels, label, source) records, streamed -> their sources, labels and P(face) (predict_stream)."""
     sources: list[str] = []
     labels: list[int] = []
-    probabilities: list[np.ndarray] = []
-    batch: list[np.ndarray] = []
-    for pixels, label, source in examples:
-        batch.append(pixels)
-        sources.append(source)
-        labels.append(label)
-        if len(batch) == batch_size:
-            probabilities.append(predict_arrays(model, batch, batch_size))
-            batch = []
-    if batch:
-        probabilities.append(predict_arrays(model, batch, batch_size))
-    return sources, labels, np.concatenate(probabilities) if probabilities else np.zeros((0,), dtype=np.float32)
+
+    def pixels() -> Iterator[np.ndarray]:
+        for image, label, source in examples:
+            sources.append(source)
+            labels.append(label)
+            yield image
+
+    probabilities = predict_stream(model, pixels(), batch_size)
+    return sources, labels, probabilities
 
 
 def predict_files(model, paths: Sequence[str], image_size: int, batch_size: int) -> np.ndarray:
-    """P(face) for each path, batch by batch (no distribution strategy involved)."""
-    probabilities = [
-        predict_arrays(model, [decode_file(p, image_size) for p in paths[start:start + batch_size]], batch_size)
-        for start in range(0, len(paths), batch_size)
-    ]
-    return np.concatenate(probabilities) if probabilities else np.zeros((0,), dtype=np.float32)
+    """P(face) for each path, decoded as its batch is predicted (predict_stream)."""
+    return predict_stream(model, (decode_file(path, image_size) for path in paths), batch_size)
